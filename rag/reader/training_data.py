@@ -1,0 +1,100 @@
+"""The reader's training mix, built reproducibly from the SQuAD-format sets in
+``shared/datasets`` (credits and licenses in the README and the model card).
+
+Held out for evaluation, by article: every tenth article of PIAF, of XQuAD
+(in every language, since XQuAD is parallel) and of SQuAD-es v2.0. SQuAD-es
+and SQuAD-it articles that share a question id with held-out XQuAD articles
+(they are translations of the same SQuAD dev set) are dropped from training.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+from rag.reader.squad import QAExample, load_squad
+
+XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+CROSS_LINGUAL_CONTEXTS = ("de", "es", "ro", "tr", "vi")  # Latin-script contexts for English questions
+
+
+def held_out(example: QAExample) -> bool:
+    return example.article_index % 10 == 0
+
+
+def with_foreign_context(
+    examples: list[QAExample], pool: list[QAExample], share: float, rng: random.Random, tag: str
+) -> list[QAExample]:
+    """Unanswerable copies: each question paired with a paragraph of another
+    article, skipped when that paragraph happens to contain a gold answer."""
+    negatives = []
+    for example in examples:
+        if rng.random() >= share:
+            continue
+        other = rng.choice(pool)
+        if other.article_index == example.article_index:
+            continue
+        if any(text.lower() in other.context.lower() for text, _ in example.answers):
+            continue
+        negatives.append(replace(example, id=f"{example.id}-{tag}", context=other.context, answers=[]))
+    return negatives
+
+
+def load_mix(
+    data_dir: str | Path, seed: int = 13, french_repeats: int = 1
+) -> tuple[list[QAExample], dict[str, list[QAExample]]]:
+    """Training examples and the held-out evaluation sets, deterministically.
+
+    ``french_repeats`` shows the French set (PIAF, the only native French
+    one) that many times per epoch: French is the documents' main language.
+    """
+    data_dir = Path(data_dir)
+    rng = random.Random(seed)
+    train: list[QAExample] = []
+    evaluation: dict[str, list[QAExample]] = {}
+
+    piaf = load_squad(data_dir / "piaf" / "piaf-v1.0.json")
+    train += [e for e in piaf if not held_out(e)] * french_repeats
+    evaluation["piaf"] = [e for e in piaf if held_out(e)]
+
+    xquad = {lang: load_squad(data_dir / "xquad" / f"xquad.{lang}.json") for lang in XQUAD_LANGUAGES}
+    held_ids = {e.id for e in xquad["en"] if held_out(e)}
+    for lang, examples in xquad.items():
+        train += [e for e in examples if not held_out(e)]
+    evaluation["xquad-en"] = [e for e in xquad["en"] if held_out(e)]
+
+    by_id = {lang: {e.id: e for e in examples} for lang, examples in xquad.items()}
+    cross = []
+    for example in xquad["en"]:
+        if held_out(example):
+            continue
+        for lang in rng.sample(CROSS_LINGUAL_CONTEXTS, 2):
+            foreign = by_id[lang].get(example.id)
+            if foreign is not None:
+                cross.append(replace(foreign, id=f"{example.id}-en-{lang}", question=example.question))
+    train += cross
+
+    def leaks(examples: list[QAExample]) -> set[int]:
+        return {e.article_index for e in examples if e.id in held_ids}
+
+    for name in ("squad-es/dev-v1.1-es_small.json", "squad-it/SQuAD_it-test.json.gz"):
+        examples = load_squad(data_dir / name)
+        leaked = leaks(examples)
+        train += [e for e in examples if e.article_index not in leaked]
+
+    squad_es_v2 = load_squad(data_dir / "squad-es" / "dev-v2.0-es_small.json")
+    leaked = leaks(squad_es_v2)
+    train += [e for e in squad_es_v2 if not held_out(e) and e.article_index not in leaked]
+    evaluation["squad-es-v2"] = [e for e in squad_es_v2 if held_out(e) and e.article_index not in leaked]
+
+    train_piaf = [e for e in piaf if not held_out(e)]
+    train_en = [e for e in xquad["en"] if not held_out(e)]
+    train += with_foreign_context(train_piaf, train_piaf, 0.25, rng, "neg") * french_repeats
+    train += with_foreign_context(train_en, train_en, 0.15, rng, "neg")
+    train += with_foreign_context(cross, cross, 0.15, rng, "neg")
+    evaluation["piaf-negatives"] = with_foreign_context(evaluation["piaf"], evaluation["piaf"], 1.0, rng, "neg")
+    evaluation["xquad-en-negatives"] = with_foreign_context(
+        evaluation["xquad-en"], evaluation["xquad-en"], 1.0, rng, "neg"
+    )
+    rng.shuffle(train)
+    return train, evaluation

@@ -1,0 +1,70 @@
+"""All settings in one typed place. Each field can be overridden by a ``RAG_*``
+environment variable (``RAG_TOP_K=6``) and by the matching CLI flag."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+BUILTIN = "builtin"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rag-qa"
+
+
+@dataclass
+class Settings:
+    """Pipeline settings. ``embedder``/``reader`` are ``builtin`` (the offline
+    models made from packaged weights), a local model folder, or a hub id."""
+
+    embedder: str = BUILTIN
+    reader: str = BUILTIN
+    index_dir: Path = Path("index")
+    cache_dir: Path = field(default_factory=_default_cache)
+    chunk_size: int = 600  # characters; ~150 tokens, so question + passage fit one reader window
+    chunk_overlap: int = 120
+    top_k: int = 4  # passages the reader reads
+    candidates: int = 10  # passages each retriever proposes before fusion
+    no_answer_threshold: float | None = None  # None: the reader's calibrated value
+    max_question_chars: int = 500
+    reader_threads: int = 0  # 0: torch's default
+    quantize_reader: bool = True
+
+    @property
+    def embedder_cache_dir(self) -> Path:
+        return self.cache_dir / "multilingual-e5-small"
+
+    @property
+    def reader_cache_dir(self) -> Path:
+        return self.cache_dir / "reader"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then ``RAG_<FIELD>`` variables, then explicit overrides (CLI flags)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get("RAG_" + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(kind: str, raw: str, name: str):
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind in ("float", "float | None"):
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if kind == "Path":
+            return Path(raw).expanduser()
+        return raw
+    except ValueError:
+        raise ValueError(f"RAG_{name.upper()}={raw!r} is not a valid {kind}") from None
