@@ -27,10 +27,9 @@ class Settings:
     chunk_overlap: int = 120
     top_k: int = 4  # passages the reader reads
     candidates: int = 10  # passages each retriever proposes before fusion
-    no_answer_threshold: float | None = None  # None: the reader's calibrated value
+    min_confidence: float = 0.5  # answer only when the calibrated confidence reaches this
     max_question_chars: int = 500
     reader_threads: int = 0  # 0: torch's default
-    quantize_reader: bool = True
 
     @property
     def embedder_cache_dir(self) -> Path:
@@ -57,7 +56,7 @@ def _parse(kind: str, raw: str, name: str):
     try:
         if kind == "int":
             return int(raw)
-        if kind in ("float", "float | None"):
+        if kind == "float":
             return float(raw)
         if kind == "bool":
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):

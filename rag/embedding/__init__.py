@@ -1,0 +1,4 @@
+"""Embedding: passages and questions into normalized vectors."""
+from rag.embedding.embedder import Embedder
+
+__all__ = ["Embedder"]

@@ -45,20 +45,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def bert_state_dict(model: E5File, word_rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Map E5S1 tensor names onto Hugging Face BERT parameter names.
-
-    ``word_rows`` keeps only those rows of the word-embedding matrix (the
-    others are zero): enough for training on a known corpus, far smaller.
-    """
+def bert_state_dict(model: E5File) -> dict[str, np.ndarray]:
+    """Map E5S1 tensor names onto Hugging Face BERT parameter names."""
     hidden = model.hidden
-    if word_rows is None:
-        words = model.tensor("emb.word")
-    else:
-        words = np.zeros((model.vocab_rows, hidden), dtype=np.float32)
-        words[word_rows] = model.tensor("emb.word", rows=word_rows)
     state = {
-        "embeddings.word_embeddings.weight": words,
+        "embeddings.word_embeddings.weight": model.tensor("emb.word"),
         "embeddings.position_embeddings.weight": model.tensor("emb.pos").reshape(-1, hidden),
         "embeddings.token_type_embeddings.weight": model.tensor("emb.type").reshape(-1, hidden),
         "embeddings.LayerNorm.weight": model.tensor("emb.ln.w"),

@@ -34,26 +34,15 @@ class E5File:
     norm_map: dict[int, list[int]]
     tensors: dict[str, tuple[int, int, memoryview]] = field(repr=False)
 
-    def tensor(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """A tensor as float32, shaped (n_rows, hidden) for matrices.
-
-        ``rows`` selects a subset of rows of a Q4 matrix without
-        dequantizing the rest (used to send a small training copy).
-        """
+    def tensor(self, name: str) -> np.ndarray:
+        """A tensor as float32; Q4 matrices shaped (rows, columns) like torch's Linear."""
         dtype, count, raw = self.tensors[name]
         if dtype == 0:
             return np.frombuffer(raw, dtype="<f4", count=count).copy()
         blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, Q4_BLOCK_BYTES)
-        if name == "emb.word":
-            cols = self.hidden
-        elif name.endswith("fo.w"):
-            cols = self.ffn
-        else:
-            cols = self.hidden
+        cols = self.ffn if name.endswith("fo.w") else self.hidden
         per_row = cols // Q4_BLOCK
         blocks = blocks.reshape(-1, per_row, Q4_BLOCK_BYTES)
-        if rows is not None:
-            blocks = blocks[rows]
         return dequantize_q4(blocks).reshape(blocks.shape[0], cols)
 
 

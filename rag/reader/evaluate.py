@@ -1,5 +1,5 @@
 """Reader-only evaluation on SQuAD-format examples (each question read against
-its own paragraph), and the choice of the no-answer threshold."""
+its own paragraph), and the calibration of the reader's confidence."""
 from __future__ import annotations
 
 import time
@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.reader.reader import ExtractiveReader
-from rag.reader.squad import QAExample, best_scores
+from rag.reader.reader import Calibration, ExtractiveReader
+from rag.reader.squad import QAExample, best_scores, f1_score
 
 
 @dataclass
 class ReaderPrediction:
     example: QAExample
     text: str  # best span, before the no-answer decision
-    probability: float
+    margin: float
     seconds: float
 
 
@@ -23,30 +23,23 @@ def predict_all(reader: ExtractiveReader, examples: list[QAExample]) -> list[Rea
     predictions = []
     for example in examples:
         began = time.perf_counter()
-        spans, _ = reader.run(example.question, [example.context], top_k=1)
+        spans = reader.run(example.question, [example.context], top_k=1)
         elapsed = time.perf_counter() - began
         best = spans[0] if spans else None
-        predictions.append(ReaderPrediction(
-            example, best.text if best else "", best.probability if best else 0.0, elapsed
-        ))
+        predictions.append(ReaderPrediction(example, best.text if best else "", best.margin if best else -1e9, elapsed))
     return predictions
 
 
-def score(predictions: list[ReaderPrediction], threshold: float) -> dict:
-    """EM/F1 (fractions), no-answer accuracy where there are unanswerable
-    questions, and latency; a span below ``threshold`` counts as "no answer"."""
+def score(predictions: list[ReaderPrediction], calibration: Calibration | None, min_confidence: float = 0.5) -> dict:
+    """EM/F1 (fractions) and, where there are unanswerable questions, no-answer
+    accuracy; with ``calibration`` None the reader always answers."""
     em, f1 = [], []
     for p in predictions:
-        answer = p.text if p.probability >= threshold else ""
-        e, f = best_scores(answer, [text for text, _ in p.example.answers])
+        answers = calibration is None or calibration.confidence(p.margin) >= min_confidence
+        e, f = best_scores(p.text if answers else "", [text for text, _ in p.example.answers])
         em.append(e)
         f1.append(f)
-    result = {
-        "n": len(predictions),
-        "em": float(np.mean(em)) if em else 0.0,
-        "f1": float(np.mean(f1)) if f1 else 0.0,
-        "threshold": threshold,
-    }
+    result = {"n": len(predictions), "em": float(np.mean(em)) if em else 0.0, "f1": float(np.mean(f1)) if f1 else 0.0}
     unanswerable = [i for i, p in enumerate(predictions) if not p.example.answerable]
     answerable = [i for i, p in enumerate(predictions) if p.example.answerable]
     if unanswerable:
@@ -55,18 +48,30 @@ def score(predictions: list[ReaderPrediction], threshold: float) -> dict:
     if answerable and unanswerable:
         result["has_answer_f1"] = float(np.mean([f1[i] for i in answerable]))
     if predictions:
-        seconds = np.array([p.seconds for p in predictions]) * 1000
-        result["latency_ms_p50"] = float(np.percentile(seconds, 50))
-        result["latency_ms_p95"] = float(np.percentile(seconds, 95))
+        milliseconds = np.array([p.seconds for p in predictions]) * 1000
+        result["latency_ms_p50"] = float(np.percentile(milliseconds, 50))
+        result["latency_ms_p95"] = float(np.percentile(milliseconds, 95))
     return result
 
 
-def choose_threshold(answerable: list[ReaderPrediction], unanswerable: list[ReaderPrediction]) -> float:
-    """The threshold that maximizes the mean of answerable F1 and abstention
-    accuracy, weighting both kinds of question equally."""
-    best_threshold, best_value = 0.0, -1.0
-    for threshold in np.linspace(0.0, 0.95, 96):
-        value = (score(answerable, threshold)["f1"] + score(unanswerable, threshold)["f1"]) / 2
-        if value > best_value:
-            best_threshold, best_value = float(threshold), value
-    return round(best_threshold, 3)
+def fit_calibration(predictions: list[ReaderPrediction]) -> Calibration:
+    """Platt scaling: a logistic fit of "answering with this span is right"
+    (F1 >= 0.5 on an answerable question; never right on an unanswerable
+    one) on the margin. Answerable and unanswerable questions weigh the same."""
+    margins = np.array([p.margin for p in predictions], dtype=np.float64)
+    right = np.array([
+        p.example.answerable and max(f1_score(p.text, t) for t, _ in p.example.answers) >= 0.5 for p in predictions
+    ], dtype=np.float64)
+    answerable = np.array([p.example.answerable for p in predictions])
+    weights = np.where(answerable, 0.5 / max(1, answerable.sum()), 0.5 / max(1, (~answerable).sum()))
+    features = np.stack([margins, np.ones_like(margins)], axis=1)
+    theta = np.zeros(2)
+    for _ in range(100):  # Newton's method on the weighted log-loss, lightly regularized
+        probabilities = 1 / (1 + np.exp(-features @ theta))
+        gradient = features.T @ (weights * (probabilities - right)) + 1e-4 * theta
+        hessian = (features * (weights * probabilities * (1 - probabilities))[:, None]).T @ features + 1e-4 * np.eye(2)
+        theta -= np.linalg.solve(hessian, gradient)
+    slope, intercept = theta
+    if slope <= 0:
+        raise ValueError("the reader's margin does not separate right from wrong answers")
+    return Calibration(offset=round(float(-intercept / slope), 4), scale=round(float(1 / slope), 4))

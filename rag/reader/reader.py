@@ -20,20 +20,43 @@ log = logging.getLogger(__name__)
 _TRIM = " \t\n\r\u00a0,;:"
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 @dataclass
 class Span:
     """A candidate answer: character offsets into passage ``passage_index``.
 
-    ``probability`` is the span's share of the window's probability mass
-    (all spans plus "no answer"), so it is comparable across windows.
+    ``margin`` is the span's score minus its window's no-answer score (the
+    SQuAD 2.0 decision value, comparable across windows and passages);
+    ``confidence`` maps it through the reader's calibration to the
+    probability that answering with this span is right.
     """
 
     passage_index: int
     start: int
     end: int
     text: str
-    probability: float
-    no_answer_probability: float
+    margin: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt scaling of the margin: confidence = sigmoid((margin - offset) / scale)."""
+
+    offset: float = 0.0
+    scale: float = 1.0
+
+    def confidence(self, margin: float) -> float:
+        return float(1.0 / (1.0 + np.exp(-(margin - self.offset) / self.scale)))
 
 
 def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -51,28 +74,19 @@ def window_spans(
     window: Window,
     max_answer_tokens: int,
     top_k: int,
-) -> tuple[list[tuple[float, int, int]], float]:
-    """Best token spans of one window as (probability, start token, end token),
-    and the window's no-answer probability, from a joint softmax over every
-    valid span and the null reading."""
+) -> list[tuple[float, int, int]]:
+    """Best token spans of one window as (margin, start token, end token),
+    where margin = start + end logit minus the null (``<s>``) reading's."""
     context = window.context_mask
     scores = start_logits[:, None] + end_logits[None, :]
     n = len(start_logits)
     rows, cols = np.indices((n, n))
     valid = (cols >= rows) & (cols - rows < max_answer_tokens) & context[:, None] & context[None, :]
     null_score = float(start_logits[0] + end_logits[0])
-    candidates = scores[valid]
-    if candidates.size == 0:
-        return [], 1.0
-    top = max(candidates.max(), null_score)
-    log_total = top + np.log(np.exp(candidates - top).sum() + np.exp(null_score - top))
     flat = np.where(valid, scores, -np.inf).ravel()
-    best = np.argsort(flat)[::-1][:top_k]
-    spans = [
-        (float(np.exp(flat[i] - log_total)), int(i // n), int(i % n))
-        for i in best if np.isfinite(flat[i])
-    ]
-    return spans, float(np.exp(null_score - log_total))
+    best = np.argpartition(-flat, min(top_k, flat.size - 1))[:top_k]
+    best = best[np.argsort(-flat[best])]
+    return [(float(flat[i] - null_score), int(i // n), int(i % n)) for i in best if np.isfinite(flat[i])]
 
 
 class ExtractiveReader:
@@ -90,9 +104,10 @@ class ExtractiveReader:
         max_question_tokens: int = 64,
         max_answer_tokens: int = 48,
         batch_size: int = 8,
-        quantize: bool = True,
         threads: int | None = None,
         device: str = "cpu",
+        calibration: Calibration | None = None,
+        bf16: bool = True,
     ) -> None:
         self.model_name = model
         self.max_length = max_length
@@ -100,9 +115,10 @@ class ExtractiveReader:
         self.max_question_tokens = max_question_tokens
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
-        self.quantize = quantize
         self.threads = threads
         self.device = device
+        self.calibration = calibration or Calibration()
+        self.bf16 = bf16
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -123,8 +139,8 @@ class ExtractiveReader:
             tokenizer = AutoTokenizer.from_pretrained(self.model_name)
             model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
             model.eval().to(self.device)
-            if self.quantize and self.device == "cpu":
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            if self.device == "cpu" and self.bf16 and not cpu_has_fast_bf16():
+                self.bf16 = False
             self._tokenizer = tokenizer
             self._model = model
 
@@ -148,7 +164,7 @@ class ExtractiveReader:
             for row, window in enumerate(batch):
                 ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
                 mask[row, : len(window.input_ids)] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.bf16):
                 output = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
             starts = output.start_logits.float().cpu().numpy()
             ends = output.end_logits.float().cpu().numpy()
@@ -157,30 +173,24 @@ class ExtractiveReader:
                 results.append((starts[row, :n], ends[row, :n]))
         return results
 
-    def run(self, question: str, passages: list[str], top_k: int = 5) -> tuple[list[Span], float]:
-        """Best answer spans across ``passages``, best first, and the
-        probability that none of the passages answers (the highest no-answer
-        probability among the windows that offered no better span)."""
+    def run(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
+        """Best answer spans across ``passages``, best first. The same span
+        seen in two overlapping windows is kept once, with its best margin."""
         if not passages:
-            return [], 1.0
+            return []
         windows = make_windows(
             self.tokenizer, [question] * len(passages), passages,
             self.max_length, self.stride, self.max_question_tokens,
         )
         spans: dict[tuple[int, int, int], Span] = {}
-        no_answer = 0.0
         for window, (start_logits, end_logits) in zip(windows, self.logits(windows)):
-            candidates, null_probability = window_spans(
-                start_logits, end_logits, window, self.max_answer_tokens, top_k
-            )
-            no_answer = max(no_answer, null_probability)
             text = passages[window.example_index]
-            for probability, start_token, end_token in candidates:
+            for margin, start_token, end_token in window_spans(
+                start_logits, end_logits, window, self.max_answer_tokens, top_k
+            ):
                 start, end = trim_span(text, int(window.offsets[start_token, 0]), int(window.offsets[end_token, 1]))
-                if start >= end:
-                    continue
                 key = (window.example_index, start, end)
-                if key not in spans or spans[key].probability < probability:
-                    spans[key] = Span(window.example_index, start, end, text[start:end], probability, null_probability)
-        ranked = sorted(spans.values(), key=lambda s: s.probability, reverse=True)[:top_k]
-        return ranked, no_answer
+                if start < end and (key not in spans or spans[key].margin < margin):
+                    spans[key] = Span(window.example_index, start, end, text[start:end], margin,
+                                      self.calibration.confidence(margin))
+        return sorted(spans.values(), key=lambda s: s.margin, reverse=True)[:top_k]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.reader.evaluate import choose_threshold, predict_all, score
+from rag.reader.evaluate import fit_calibration, predict_all, score
 from rag.reader.squad import QAExample
 from rag.reader.training_data import load_mix
 from rag.reader.windows import make_windows, span_labels
@@ -111,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--calibrate", metavar="FOLDER", help="only evaluate and calibrate an exported reader")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -126,13 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.base is None:
-        from rag.settings import Settings
         from rag.embedding.materialize import materialize_embedder
+        from rag.settings import Settings
 
         args.base = str(materialize_embedder(Settings.from_env().embedder_cache_dir))
 
     torch.manual_seed(args.seed)
     train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats)
+    if args.calibrate:
+        calibrate(Path(args.calibrate), Path(args.base), evaluation, device, out / "assembled")
+        return
     if args.limit:
         train = train[: args.limit]
     tokenizer = AutoTokenizer.from_pretrained(args.base)
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         save_atomic({"model": trained, "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "step": step}, checkpoint)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     model.train()
     log_file = open(out / "train-log.jsonl", "a")
     running, stopped_early = [], False
@@ -209,35 +212,38 @@ def main(argv: list[str] | None = None) -> None:
         "training_examples": len(train),
         "training_windows": len(features),
         "unanswerable_examples": sum(not e.answerable for e in train),
-        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "base", "out")},
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "base", "out", "calibrate")},
         "steps": step,
         "planned_steps": total_steps,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "minutes": round((time.time() - began) / 60, 1),
     }
     export_reader(model, final, card)
-    model.eval()
-    from rag.reader.assemble import assemble_reader
+    calibrate(final, Path(args.base), evaluation, device, out / "assembled")
 
-    assembled = assemble_reader(final, Path(args.base), out / "assembled")
+
+def calibrate(trained: Path, embedder: Path, evaluation: dict[str, list[QAExample]], device: str, work: Path) -> dict:
+    """Score the exported reader on the held-out sets, fit its confidence
+    calibration on them, and record both in its ``reader.json``."""
+    from rag.reader.assemble import assemble_reader
     from rag.reader.reader import ExtractiveReader
 
-    reader = ExtractiveReader(str(assembled), device=device, quantize=False)
+    reader = ExtractiveReader(str(assemble_reader(trained, embedder, work)), device=device)
     predictions = {name: predict_all(reader, examples) for name, examples in evaluation.items()}
-    threshold = choose_threshold(
-        predictions["piaf"] + predictions["xquad-en"],
-        predictions["piaf-negatives"] + predictions["xquad-en-negatives"],
-    )
-    card["no_answer_threshold"] = threshold
+    calibration = fit_calibration([p for group in predictions.values() for p in group])
+    card = json.loads((trained / "reader.json").read_text())
+    card["calibration"] = {"offset": calibration.offset, "scale": calibration.scale}
     card["held_out"] = {
-        "piaf": score(predictions["piaf"], 0.0),
-        "xquad-en": score(predictions["xquad-en"], 0.0),
-        "piaf+negatives": score(predictions["piaf"] + predictions["piaf-negatives"], threshold),
-        "xquad-en+negatives": score(predictions["xquad-en"] + predictions["xquad-en-negatives"], threshold),
-        "squad-es-v2": score(predictions["squad-es-v2"], threshold),
+        "piaf": score(predictions["piaf"], None),
+        "xquad-en": score(predictions["xquad-en"], None),
+        "piaf+negatives": score(predictions["piaf"] + predictions["piaf-negatives"], calibration),
+        "xquad-en+negatives": score(predictions["xquad-en"] + predictions["xquad-en-negatives"], calibration),
+        "squad-es-v2": score(predictions["squad-es-v2"], calibration),
     }
-    (final / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+    card["held_out_device"] = device
+    (trained / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
     log.info("held-out: %s", json.dumps(card["held_out"], indent=1))
+    return card
 
 
 if __name__ == "__main__":

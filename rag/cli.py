@@ -1,0 +1,183 @@
+"""The ``rag`` command: set up, index, ask, evaluate and benchmark."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rag.settings import Settings
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
+        top_k=args.top_k, min_confidence=args.min_confidence,
+    )
+
+
+def make_pipeline(args: argparse.Namespace):
+    from rag.answer import Pipeline
+    from rag.documents import default_documents, load_document
+
+    documents = [load_document(p) for p in args.documents] if args.documents else default_documents()
+    return Pipeline(settings_from(args), documents)
+
+
+def marked_passage(answer) -> str:
+    """The source passage with the answer span between » « markers (terminal output)."""
+    if answer.source_index is None:
+        return answer.sources[0].text if answer.sources else ""
+    source = answer.sources[answer.source_index]
+    start, end = answer.start - source.start, answer.end - source.start
+    return f"{source.text[:start]}»{source.text[start:end]}«{source.text[end:]}"
+
+
+def command_setup(args) -> int:
+    """Materialize the offline models and build the index, so the first question is fast."""
+    pipeline = make_pipeline(args)
+    pipeline.warm_up()
+    print(f"Models ready in {pipeline.settings.cache_dir}; index ready in {pipeline.settings.index_dir}")
+    return 0
+
+
+def command_index(args) -> int:
+    pipeline = make_pipeline(args)
+    index = pipeline.load_index(rebuild=args.rebuild)
+    print(f"{len(index.chunks)} passages from {len(pipeline.documents)} document(s) in {pipeline.settings.index_dir}")
+    return 0
+
+
+def command_ask(args) -> int:
+    pipeline = make_pipeline(args)
+    try:
+        answer = pipeline.run(args.question, args.history)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    for warning in answer.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if answer.answered:
+        print(f"{answer.text}\n\nconfidence: {answer.score:.0%}")
+        print(f"source ({answer.doc_id}, characters {answer.start}-{answer.end}):")
+        print(marked_passage(answer))
+    else:
+        print(f"The documents do not say. (confidence: {answer.score:.0%})")
+    return 0
+
+
+def command_eval(args) -> int:
+    from rag.evaluation.qa import evaluate, format_report, load_questions
+
+    pipeline = make_pipeline(args)
+    report = evaluate(pipeline, load_questions(args.file))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        if args.verbose:
+            for row in report["questions"]:
+                print(f"{row['f1']:.2f}  {row['question']}  ->  {row['answer']!r}  (gold {row['gold'][:1]})")
+        print(format_report(report))
+    return 0
+
+
+def command_eval_squad(args) -> int:
+    from rag.embedding import Embedder
+    from rag.reader import ExtractiveReader, builtin_reader_calibration, builtin_reader_path
+    from rag.reader.evaluate import predict_all, score
+    from rag.reader.squad import load_squad
+    from rag.settings import BUILTIN
+
+    settings = settings_from(args)
+    model, calibration = settings.reader, None
+    if model == BUILTIN:
+        embedder = Embedder(settings.embedder, settings.embedder_cache_dir)
+        model = str(builtin_reader_path(settings.reader_cache_dir, embedder.model_path()))
+        calibration = builtin_reader_calibration()
+    examples = load_squad(args.file)
+    if args.limit:
+        examples = examples[: args.limit]
+    reader = ExtractiveReader(model, calibration=calibration)
+    has_unanswerable = any(not e.answerable for e in examples)
+    result = score(predict_all(reader, examples), calibration if has_unanswerable else None, settings.min_confidence)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def command_bench(args) -> int:
+    from rag.evaluation.bench import benchmark
+    from rag.evaluation.qa import load_questions
+
+    pipeline = make_pipeline(args)
+    result = benchmark(pipeline, load_questions(args.file), args.rounds)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def command_train(args) -> int:
+    from rag.reader.train import main
+
+    main(args.train_args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Bilingual extractive question answering over documents.")
+    parser.add_argument("--index-dir", type=Path, help="index folder (RAG_INDEX_DIR, default ./index)")
+    parser.add_argument("--cache-dir", type=Path, help="model cache (RAG_CACHE_DIR, default ~/.cache/rag-qa)")
+    parser.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)")
+    parser.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)")
+    parser.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)")
+    parser.add_argument("--min-confidence", type=float, help="answer only above this confidence (RAG_MIN_CONFIDENCE)")
+    parser.add_argument("--document", dest="documents", action="append", type=Path,
+                        help="a UTF-8 text document to answer from (repeatable; default: the embedded article)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("setup", help="prepare the offline models and the index").set_defaults(run=command_setup)
+    index = commands.add_parser("index", help="build the index (or reuse it when up to date)")
+    index.add_argument("--rebuild", action="store_true")
+    index.set_defaults(run=command_index)
+    ask = commands.add_parser("ask", help="answer one question")
+    ask.add_argument("question")
+    ask.add_argument("--history", action="append", default=[], help="an earlier question (repeatable, oldest first)")
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(run=command_ask)
+    evaluate = commands.add_parser("eval", help="EM/F1, abstention, recall@k and latency on a JSONL set")
+    evaluate.add_argument("file", help="a JSONL file, or extra_qa.jsonl / followups.jsonl shipped with the package")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=command_eval)
+    squad = commands.add_parser("eval-squad", help="evaluate the reader alone on a SQuAD-format file")
+    squad.add_argument("file")
+    squad.add_argument("--limit", type=int, default=0)
+    squad.add_argument("--json", action="store_true")
+    squad.set_defaults(run=command_eval_squad)
+    bench = commands.add_parser("bench", help="cold start, warm latency, index build time, peak memory")
+    bench.add_argument("--file", default="extra_qa.jsonl", help="questions to time")
+    bench.add_argument("--rounds", type=int, default=3)
+    bench.set_defaults(run=command_bench)
+    train = commands.add_parser("train", help="train the reader (see python -m rag.reader.train --help)")
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    train.set_defaults(run=command_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

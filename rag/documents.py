@@ -1,0 +1,62 @@
+"""Documents and chunks: the plain data every stage passes along."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+_DATE_LINE = re.compile(r"\A\s*date\s+(\d{4}-\d{2}(?:-\d{2})?)\s+")
+DEFAULT_DOCUMENT = "article-mistral-microsoft-2024-02.txt"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source text. ``date`` comes from a leading ``date YYYY-MM`` line, which
+    is metadata and not part of ``text`` (all offsets are into ``text``)."""
+
+    id: str
+    title: str
+    text: str
+    date: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(f"{self.id}\0{self.date}\0{self.text}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a document: ``text == document.text[start:end]``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+
+
+def parse_document(raw: str, doc_id: str, title: str | None = None) -> Document:
+    """Build a document from raw text, taking an optional leading date line as metadata."""
+    match = _DATE_LINE.match(raw)
+    date = match.group(1) if match else None
+    text = raw[match.end():] if match else raw
+    text = text.strip()
+    if not text:
+        raise ValueError(f"document {doc_id!r} is empty")
+    return Document(id=doc_id, title=title or doc_id, text=text, date=date)
+
+
+def load_document(path: str | Path) -> Document:
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    return parse_document(raw, doc_id=path.stem, title=path.stem.replace("-", " "))
+
+
+def default_documents() -> list[Document]:
+    """The document embedded in the package, used when no other is given."""
+    raw = resources.files("rag.data").joinpath(DEFAULT_DOCUMENT).read_text(encoding="utf-8")
+    return [parse_document(raw, doc_id=Path(DEFAULT_DOCUMENT).stem, title="Microsoft et Mistral AI (février 2024)")]

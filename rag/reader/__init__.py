@@ -1,0 +1,25 @@
+"""Reader: extractive question answering over passages."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from rag.reader.reader import Calibration, ExtractiveReader, Span
+
+BUILTIN_READER = resources.files("rag.models").joinpath("reader")
+
+
+def builtin_reader_path(cache_dir: Path, embedder_path: str) -> Path:
+    """The built-in reader, assembled in the cache from the packaged weights."""
+    from rag.reader.assemble import assemble_reader
+
+    return assemble_reader(Path(str(BUILTIN_READER)), Path(embedder_path), cache_dir)
+
+
+def builtin_reader_calibration() -> Calibration:
+    """The confidence calibration fitted on held-out data after training."""
+    return Calibration(**json.loads(BUILTIN_READER.joinpath("reader.json").read_text())["calibration"])
+
+
+__all__ = ["Calibration", "ExtractiveReader", "Span", "builtin_reader_calibration", "builtin_reader_path"]

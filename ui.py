@@ -1,0 +1,142 @@
+"""The web chat: ``python ui.py`` (options: ``--host``, ``--port``, ``--share``).
+
+Every answer shows the exact words of the document in bold, the confidence,
+and the passage it came from with the answer highlighted in place. The chat
+function is also an API endpoint, ``/ask``::
+
+    from gradio_client import Client
+    Client("http://127.0.0.1:7860/").predict("Who founded Mistral?", api_name="/ask")
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import os
+import threading
+
+import gradio as gr
+
+from rag.answer import Answer, Pipeline
+
+log = logging.getLogger("rag.ui")
+
+EXAMPLES = [
+    "Who founded Mistral AI?",
+    "Qui a fondé Mistral ?",
+    "Which Microsoft cloud will host Mistral Large?",
+    "Quel robot conversationnel Mistral a-t-elle dévoilé ?",
+]
+MESSAGES = {
+    "en": {
+        "no_answer": "The document does not say.",
+        "confidence": "confidence",
+        "source": "Source passage",
+        "empty": "Please type a question about the document.",
+        "loading": "The models are still loading; please try again in a few seconds.",
+        "read": "Passages read",
+    },
+    "fr": {
+        "no_answer": "Le document ne le dit pas.",
+        "confidence": "confiance",
+        "source": "Passage source",
+        "empty": "Veuillez poser une question sur le document.",
+        "loading": "Les modèles se chargent encore ; réessayez dans quelques secondes.",
+        "read": "Passages lus",
+    },
+}
+
+
+def escape(text: str) -> str:
+    """HTML-escape text and neutralize Markdown, so document or user text is shown as typed."""
+    escaped = html.escape(text, quote=True)
+    for ch in "\\`*_{}[]()#+-!|~>":
+        escaped = escaped.replace(ch, "&#%d;" % ord(ch))
+    return escaped.replace("\n", "<br>")
+
+
+def highlighted_passage(answer: Answer) -> str:
+    source = answer.sources[answer.source_index]
+    start, end = answer.start - source.start, answer.end - source.start
+    return f"{escape(source.text[:start])}<mark>{escape(source.text[start:end])}</mark>{escape(source.text[end:])}"
+
+
+def render(answer: Answer) -> str:
+    """One chat reply: the answer (or a plain "does not say"), confidence and source."""
+    words = MESSAGES[answer.language]
+    warnings = "".join(f"<p><em>{escape(w)}</em></p>" for w in answer.warnings)
+    if not answer.answered:
+        return f"{warnings}{words['no_answer']} <small>({words['confidence']} {answer.score:.0%})</small>"
+    return (
+        f"{warnings}<strong>{escape(answer.text)}</strong> <small>({words['confidence']} {answer.score:.0%})</small>"
+        f"<details open><summary>{words['source']}</summary>"
+        f"<blockquote class='rag-source'>{highlighted_passage(answer)}</blockquote></details>"
+    )
+
+
+class ChatApp:
+    """Loads the pipeline in the background at start-up and answers chat messages."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.ready = threading.Event()
+        self.error: Exception | None = None
+
+    def load(self) -> None:
+        try:
+            self.pipeline.warm_up()
+        except Exception as error:  # shown to users instead of a stuck "loading"
+            log.exception("loading the models failed")
+            self.error = error
+        finally:
+            self.ready.set()
+
+    def respond(self, message: str, history: list[dict]) -> str:
+        from rag.answer.language import detect_language
+
+        words = MESSAGES[detect_language(message or "")]
+        if not (message or "").strip():
+            return words["empty"]
+        if not self.ready.wait(timeout=120):
+            return words["loading"]
+        if self.error is not None:
+            return escape(f"The models could not be loaded: {self.error}")
+        earlier = [m["content"] for m in history or [] if m.get("role") == "user" and isinstance(m.get("content"), str)]
+        return render(self.pipeline.run(message, earlier))
+
+
+def build_app(pipeline: Pipeline | None = None) -> gr.ChatInterface:
+    chat = ChatApp(pipeline or Pipeline())
+    threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
+    document = chat.pipeline.documents[0]
+    return gr.ChatInterface(
+        chat.respond,
+        api_name="ask",
+        title="Questions sur le document · Ask the document",
+        description=(
+            f"Ask in English or French about <em>{escape(document.title)}</em>"
+            + (f" ({escape(document.date)})" if document.date else "")
+            + ". Answers are the document's own words, highlighted in their passage."
+        ),
+        examples=EXAMPLES,
+        cache_examples=False,
+        concurrency_limit=2,  # two answers at a time suit a 2-core machine; others wait in the queue
+        chatbot=gr.Chatbot(height=520, placeholder="Ask a question · Posez une question"),
+        textbox=gr.Textbox(placeholder="Who founded Mistral? · Qui a fondé Mistral ?", max_length=2000),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Start the web chat.")
+    parser.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also open a public share link")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    app = build_app()
+    app.queue(default_concurrency_limit=2, max_size=64)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()
