@@ -2,15 +2,17 @@
 
 Every answer shows the exact words of the document in bold, the confidence,
 and the passage it came from with the answer highlighted in place. The chat
-function is also an API endpoint, ``/ask``::
+function is also an API endpoint, ``/ask``, and ``/ask_json`` returns the
+answer as data and takes the conversation's earlier questions::
 
     from gradio_client import Client
-    Client("http://127.0.0.1:7860/").predict("Who founded Mistral?", api_name="/ask")
+    client = Client("http://127.0.0.1:7860/")
+    client.predict("Who founded Mistral?", api_name="/ask")
+    client.predict("And the CTO?", ["Who founded Mistral?"], api_name="/ask_json")
 """
 from __future__ import annotations
 
 import argparse
-import html
 import logging
 import os
 import threading
@@ -47,12 +49,13 @@ MESSAGES = {
 }
 
 
+_MARKUP = {ch: f"&#{ord(ch)};" for ch in "\\`*_{}[]()#+-!|~<>&\"'$"} | {"\n": "<br>"}
+
+
 def escape(text: str) -> str:
-    """HTML-escape text and neutralize Markdown, so document or user text is shown as typed."""
-    escaped = html.escape(text, quote=True)
-    for ch in "\\`*_{}[]()#+-!|~>":
-        escaped = escaped.replace(ch, "&#%d;" % ord(ch))
-    return escaped.replace("\n", "<br>")
+    """Turn every HTML and Markdown special character into an entity, so
+    document or user text is shown exactly as typed and never as markup."""
+    return "".join(_MARKUP.get(ch, ch) for ch in text)
 
 
 def highlighted_passage(answer: Answer) -> str:
@@ -104,12 +107,21 @@ class ChatApp:
         earlier = [m["content"] for m in history or [] if m.get("role") == "user" and isinstance(m.get("content"), str)]
         return render(self.pipeline.run(message, earlier))
 
+    def answer_data(self, question: str, history: list[str] | None = None) -> dict:
+        """The answer as plain data (text, score, offsets, sources), for API clients."""
+        if not self.ready.wait(timeout=120) or self.error is not None:
+            raise gr.Error("The models are not loaded.")
+        try:
+            return self.pipeline.run(question, [h for h in history or [] if isinstance(h, str)]).to_dict()
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
 
 def build_app(pipeline: Pipeline | None = None) -> gr.ChatInterface:
     chat = ChatApp(pipeline or Pipeline())
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
     document = chat.pipeline.documents[0]
-    return gr.ChatInterface(
+    app = gr.ChatInterface(
         chat.respond,
         api_name="ask",
         title="Questions sur le document · Ask the document",
@@ -124,6 +136,9 @@ def build_app(pipeline: Pipeline | None = None) -> gr.ChatInterface:
         chatbot=gr.Chatbot(height=520, placeholder="Ask a question · Posez une question"),
         textbox=gr.Textbox(placeholder="Who founded Mistral? · Qui a fondé Mistral ?", max_length=2000),
     )
+    with app:
+        gr.api(chat.answer_data, api_name="ask_json", concurrency_limit=2)
+    return app
 
 
 def main() -> None:

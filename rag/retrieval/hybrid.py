@@ -14,8 +14,6 @@ import numpy as np
 from rag.documents import Chunk
 from rag.index.store import PassageIndex
 
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
-
 RRF_K = 60  # the usual damping constant of reciprocal rank fusion
 _WORD = re.compile(r"\w\w+")
 
@@ -44,6 +42,8 @@ class HybridRetriever:
     def __init__(self, embedder, index: PassageIndex, candidates: int = 10) -> None:
         import bm25s
         from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG and logs every build
 
         self.embedder = embedder
         self.index = index

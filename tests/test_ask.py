@@ -1,0 +1,120 @@
+"""ask() end to end: real models, real index, English and French."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from rag import Pipeline
+from rag.answer.language import detect_language
+from rag.evaluation.qa import load_questions
+from rag.reader.squad import best_scores, normalize_answer
+
+
+def assert_is_a_span(pipeline, answer):
+    if answer.answered:
+        document = pipeline.document(answer.doc_id)
+        assert document.text[answer.start:answer.end] == answer.text
+        source = answer.sources[answer.source_index]
+        assert source.start <= answer.start < answer.end <= source.end
+    assert 0.0 <= answer.score <= 1.0
+
+
+def test_answers_are_spans_of_the_document(pipeline, dev_questions):
+    for item in dev_questions:
+        answer = pipeline.run(item["question"])
+        assert_is_a_span(pipeline, answer)
+        assert answer.language == item["lang"]
+        assert [s.score for s in answer.sources] == sorted((s.score for s in answer.sources), reverse=True)
+
+
+def test_retrieval_recall_on_the_dev_set(pipeline, dev_questions):
+    """The reader must see the answer: a gold answer is in the passages read."""
+    for item in dev_questions:
+        if item["answerable"]:
+            passages = normalize_answer(" ".join(s.text for s in pipeline.run(item["question"]).sources))
+            assert any(normalize_answer(a) in passages for a in item["answers"]), item["question"]
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_quality_floor_per_language(pipeline, dev_questions, lang):
+    """A regression floor, below the figures `rag eval` reports in the README."""
+    scores = [best_scores(pipeline.run(q["question"]).text, q["answers"])[1]
+              for q in dev_questions if q["answerable"] and q["lang"] == lang]
+    assert np.mean(scores) >= 0.45
+
+
+def test_follow_up_questions_use_the_history(pipeline):
+    items = load_questions("followups.jsonl")
+    with_history = [best_scores(pipeline.run(i.question, i.history).text, i.answers)[1] for i in items]
+    assert {i.lang for i in items} == {"en", "fr"} and len(items) >= 6
+    assert np.mean(with_history) >= 0.5
+
+
+def test_an_impossible_confidence_bar_abstains(pipeline):
+    strict = Pipeline(replace(pipeline.settings, min_confidence=1.01), pipeline.documents)
+    strict.embedder, strict.reader, strict.retriever = pipeline.embedder, pipeline.reader, pipeline.retriever
+    answer = strict.run("Qui a fondé Mistral ?")
+    assert answer.text == "" and answer.start is None and not answer.answered
+    assert answer.sources  # the passages read are still reported
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t", "\x00\x01"])
+def test_empty_questions_are_refused(pipeline, question):
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.run(question)
+
+
+def test_huge_question_is_cut_with_a_warning(pipeline):
+    answer = pipeline.run("Qui a fondé Mistral ? " * 500)
+    assert answer.warnings and len(answer.question) <= pipeline.settings.max_question_chars
+    assert_is_a_span(pipeline, answer)
+
+
+@pytest.mark.parametrize("question", [
+    "<img src=x onerror=alert(1)> Who founded Mistral?",
+    "Qui a fondé Mistral ? 😀🚀",
+    "من أسس ميسترال؟",
+    "Qui\u202e a fondé Mistral ?",
+    "Qui a fondé\x07 Mistral ?",
+    "ＱＵＩ Ａ ＦＯＮＤÉ ＭＩＳＴＲＡＬ ？",
+])
+def test_odd_questions_are_answered_safely(pipeline, question):
+    assert_is_a_span(pipeline, pipeline.run(question))
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(min_size=1, max_size=300))
+def test_fuzzed_questions_never_crash(pipeline, question):
+    try:
+        answer = pipeline.run(question, history=[question[:50]])
+    except ValueError as error:  # only blank questions are refused
+        assert "empty" in str(error)
+        assert not "".join(ch for ch in question if ch.isprintable()).strip()
+        return
+    assert_is_a_span(pipeline, answer)
+
+
+def test_concurrent_questions_give_the_same_answers(pipeline, dev_questions):
+    questions = [q["question"] for q in dev_questions[:6]]
+    expected = [pipeline.run(q).text for q in questions]
+    results: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        results[i] = pipeline.run(questions[i % len(questions)]).text
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[i] == expected[i % len(questions)] for i in range(12))
+
+
+def test_language_detection():
+    assert detect_language("Qui a fondé Mistral ?") == "fr"
+    assert detect_language("Who founded Mistral?") == "en"
+    assert detect_language("Où la jeune pousse est-elle établie ?") == "fr"

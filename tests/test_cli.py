@@ -1,0 +1,71 @@
+"""The ``rag`` command, run as a user would run it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def rag(*args: str, index_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-index")
+
+
+def test_ask_json(index_dir):
+    result = rag("ask", "--json", "Quel robot conversationnel Mistral a-t-elle dévoilé ?", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert {"text", "score", "start", "end", "doc_id", "sources"} <= answer.keys()
+    assert answer["sources"] and all({"text", "doc_id", "start", "end", "score"} <= s.keys() for s in answer["sources"])
+
+
+def test_ask_marks_the_span_in_its_passage(index_dir):
+    result = rag("ask", "Who founded Mistral AI?", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    assert "confidence" in result.stdout or "do not say" in result.stdout
+
+
+def test_empty_question_is_a_clear_error(index_dir):
+    result = rag("ask", "  ", index_dir=index_dir)
+    assert result.returncode == 2
+    assert "empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_index_rebuild_and_eval(index_dir, tmp_path):
+    assert rag("index", "--rebuild", index_dir=index_dir).returncode == 0
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "a", "lang": "fr", "question": "Où la jeune pousse est-elle établie ?",
+                                     "answers": ["Paris"], "answerable": True}) + "\n")
+    result = rag("eval", str(questions), "--json", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]["fr"]
+    assert summary["answerable"] == 1 and "recall@4" in summary and 0 <= summary["f1"] <= 1
+
+
+def test_eval_squad_on_a_small_file(index_dir, tmp_path):
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": "La tour Eiffel est à Paris depuis 1889.", "qas": [
+        {"id": "1", "question": "Où est la tour Eiffel ?", "answers": [{"text": "Paris", "answer_start": 21}]},
+        {"id": "2", "question": "Qui a peint la Joconde ?", "answers": [], "is_impossible": True},
+    ]}]}]}
+    path = tmp_path / "mini.json"
+    path.write_text(json.dumps(squad))
+    result = rag("eval-squad", str(path), "--json", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["n"] == 2 and {"em", "f1", "no_answer_accuracy"} <= scores.keys()
+    assert 0 <= scores["em"] <= scores["f1"] <= 1
+
+
+def test_bad_setting_is_reported(index_dir):
+    env_result = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "x"], capture_output=True, text=True,
+                                env={**os.environ, "RAG_TOP_K": "many"}, timeout=120)
+    assert env_result.returncode == 2 and "RAG_TOP_K" in env_result.stderr

@@ -1,0 +1,95 @@
+"""The index round-trips through disk and rebuilds itself when it is stale,
+truncated or corrupt."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from rag import Pipeline
+from rag.documents import Document, default_documents, parse_document
+from rag.index.store import CHUNKS, MANIFEST, VECTORS
+
+
+@pytest.fixture
+def fresh(pipeline, tmp_path) -> Pipeline:
+    """A pipeline sharing the loaded embedder, with its own index folder."""
+    other = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index"))
+    other.embedder = pipeline.embedder
+    return other
+
+
+def test_chunks_keep_their_offsets(pipeline):
+    document = pipeline.documents[0]
+    chunks = pipeline.splitter.run([document])
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert document.text[chunk.start:chunk.end] == chunk.text
+    assert "M. Mensch" in " ".join(c.text for c in chunks)  # not cut after the title's full stop
+
+
+def test_the_date_line_is_metadata():
+    document = default_documents()[0]
+    assert document.date == "2024-02"
+    assert not document.text.startswith("date")
+    assert parse_document("Just text.", "x").date is None
+    with pytest.raises(ValueError):
+        parse_document("date 2024-02   ", "empty")
+
+
+def test_round_trip(fresh):
+    built = fresh.load_index()
+    loaded = fresh.store.load(fresh.index_key())
+    assert loaded is not None
+    assert loaded.chunks == built.chunks
+    assert loaded.faiss_index.ntotal == len(built.chunks)
+    query = fresh.embedder.embed_queries(["Qui a fondé Mistral ?"])[0]
+    assert loaded.search(query, 3) == built.search(query, 3)
+
+
+@pytest.mark.parametrize("damage", ["truncate-vectors", "garbage-chunks", "bad-manifest", "missing-vectors"])
+def test_damaged_index_is_rebuilt(fresh, damage, caplog):
+    fresh.load_index()
+    folder = fresh.settings.index_dir
+    if damage == "truncate-vectors":
+        data = (folder / VECTORS).read_bytes()
+        (folder / VECTORS).write_bytes(data[: len(data) // 2])
+    elif damage == "garbage-chunks":
+        (folder / CHUNKS).write_text("{not json\n")
+    elif damage == "bad-manifest":
+        (folder / MANIFEST).write_text("{")
+    else:
+        (folder / VECTORS).unlink()
+    with caplog.at_level(logging.WARNING):
+        assert fresh.store.load(fresh.index_key()) is None
+        index = fresh.load_index()
+    assert "rebuilding" in caplog.text
+    assert index.faiss_index.ntotal == len(index.chunks) > 0
+    assert fresh.store.load(fresh.index_key()) is not None  # the rebuilt index is intact on disk
+
+
+def test_manifest_mismatch_triggers_rebuild(fresh, caplog):
+    fresh.load_index()
+    key = fresh.index_key()
+    changed = Pipeline(replace(fresh.settings, chunk_size=300, chunk_overlap=50))
+    changed.embedder = fresh.embedder
+    with caplog.at_level(logging.WARNING):
+        index = changed.load_index()
+    assert "out of date" in caplog.text and "chunking" in caplog.text
+    assert len(index.chunks) > len(fresh.splitter.run(fresh.documents))
+    manifest = json.loads((fresh.settings.index_dir / MANIFEST).read_text())
+    assert manifest["built_from"]["chunking"]["chunk_size"] == 300
+    assert fresh.store.load(key) is None  # the old settings no longer match
+
+
+def test_new_documents_are_indexed(fresh):
+    extra = Document(id="note", title="note", text="Le siège de l'entreprise fictive Zorblax est à Lyon.")
+    pipeline = Pipeline(fresh.settings, [*fresh.documents, extra])
+    pipeline.embedder = fresh.embedder
+    index = pipeline.load_index()
+    assert any(c.doc_id == "note" for c in index.chunks)
+    vectors = np.array([index.faiss_index.reconstruct(i) for i in range(index.faiss_index.ntotal)])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)

@@ -1,0 +1,120 @@
+"""Span decoding, windows and offsets, on a tiny QA model built here (its
+answers mean nothing; the decoding around it must still be exact)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from rag.reader.evaluate import ReaderPrediction, fit_calibration
+from rag.reader.reader import Calibration, ExtractiveReader, trim_span, window_spans
+from rag.reader.squad import QAExample, best_scores, normalize_answer
+from rag.reader.windows import Window, make_windows, span_labels
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tmp_path_factory, settings) -> ExtractiveReader:
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from rag.embedding.materialize import materialize_embedder
+
+    embedder = materialize_embedder(settings.embedder_cache_dir)
+    folder = tmp_path_factory.mktemp("tiny-reader")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=250037, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=512, pad_token_id=1)
+    BertForQuestionAnswering(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(embedder / name, folder / name)
+    reader = ExtractiveReader(str(folder), max_length=64, stride=16, max_answer_tokens=8)
+    reader.warm_up()
+    return reader
+
+
+def window(offsets: list[tuple[int, int]]) -> Window:
+    return Window(0, list(range(len(offsets))), np.array(offsets, dtype=np.int64))
+
+
+def test_window_spans_picks_the_best_valid_span():
+    # tokens: <s>, question, </s>, context x4, </s>
+    w = window([(-1, -1), (-1, -1), (-1, -1), (0, 3), (3, 7), (7, 12), (12, 15), (-1, -1)])
+    start = np.array([0.0, 9.0, 0, 1.0, 5.0, 0, 0, 9.0])  # the question and </s> score high but are not context
+    end = np.array([0.0, 9.0, 0, 0, 1.0, 6.0, 0, 9.0])
+    spans = window_spans(start, end, w, max_answer_tokens=3, top_k=3)
+    margin, first, last = spans[0]
+    assert (first, last) == (4, 5)
+    assert margin == pytest.approx(11.0)  # 5 + 6 minus the null score 0
+    assert all(w.context_mask[a] and w.context_mask[b] and 0 <= b - a < 3 for _, a, b in spans)
+
+
+def test_no_answer_when_the_null_reading_wins():
+    w = window([(-1, -1), (0, 3), (3, 7), (-1, -1)])
+    spans = window_spans(np.array([8.0, 1, 0, 0]), np.array([8.0, 0, 1, 0]), w, 5, 1)
+    assert spans[0][0] < 0
+    assert Calibration().confidence(spans[0][0]) < 0.5
+
+
+def test_calibration_is_a_monotonic_probability():
+    calibration = Calibration(offset=4.0, scale=2.0)
+    values = [calibration.confidence(m) for m in (-50, 0, 4, 8, 50)]
+    assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
+    assert calibration.confidence(4.0) == pytest.approx(0.5)
+
+
+def test_fit_calibration_separates_right_from_wrong():
+    right = [ReaderPrediction(QAExample(str(i), "q", "ctx", [("Paris", 0)]), "Paris", 10 + i % 5, 0) for i in range(20)]
+    wrong = [ReaderPrediction(QAExample(f"n{i}", "q", "ctx", []), "Lyon", -5 + i % 5, 0) for i in range(20)]
+    calibration = fit_calibration(right + wrong)
+    assert calibration.scale > 0
+    assert all(calibration.confidence(p.margin) > 0.5 for p in right)
+    assert all(calibration.confidence(p.margin) < 0.5 for p in wrong)
+
+
+def test_trim_span_drops_spaces_and_separators():
+    text = "le PDG Arthur Mensch, le scientifique"
+    start, end = trim_span(text, 6, 21)
+    assert text[start:end] == "Arthur Mensch"
+
+
+def test_windows_cover_a_long_passage_with_overlap(tiny_reader):
+    passage = " ".join(f"mot{i}" for i in range(400))
+    windows = make_windows(tiny_reader.tokenizer, ["Quel mot ?"], [passage], 64, 16, 16)
+    assert len(windows) > 5
+    covered = set()
+    for w in windows:
+        assert len(w.input_ids) <= 64
+        for a, b in w.offsets[w.context_mask]:
+            covered.update(range(a, b))
+    assert all(i in covered for i, ch in enumerate(passage) if not ch.isspace())
+    answer_start = passage.index("mot250")
+    labelled = [span_labels(w, answer_start, answer_start + 6) for w in windows]
+    found = [(w, lab) for w, lab in zip(windows, labelled) if lab != (0, 0)]
+    assert found
+    for w, (a, b) in found:
+        assert passage[w.offsets[a][0]:w.offsets[b][1]].strip() == "mot250"
+
+
+def test_spans_map_back_to_their_passage(tiny_reader):
+    passages = [
+        "Mistral AI a été fondée à Paris en 2023 par trois chercheurs.",
+        "Le Chat est un robot conversationnel. " * 30,  # several windows
+        "Émojis 😀, « guillemets » et l’apostrophe typographique.",
+    ]
+    spans = tiny_reader.run("Qui a fondé Mistral ?", passages, top_k=20)
+    assert spans
+    assert len({(s.passage_index, s.start, s.end) for s in spans}) == len(spans)  # duplicates merged
+    assert [s.margin for s in spans] == sorted((s.margin for s in spans), reverse=True)
+    for span in spans:
+        assert span.text == passages[span.passage_index][span.start:span.end]
+        assert span.text == span.text.strip() and span.text
+        assert 0 <= span.confidence <= 1
+
+
+def test_squad_normalization_handles_french():
+    assert normalize_answer("l’accord") == normalize_answer("accord")
+    assert normalize_answer("Le «Chat»") == "chat"
+    assert best_scores("le directeur de la technologie", ["directeur de la technologie"]) == (1.0, 1.0)
+    assert best_scores("", []) == (1.0, 1.0)
+    assert best_scores("Paris", []) == (0.0, 0.0)
