@@ -94,7 +94,8 @@ class ChatApp:
         finally:
             self.ready.set()
 
-    def respond(self, message: str, history: list[dict]) -> str:
+    def ask(self, message: str, history: list[str] | None = None) -> str:
+        """The chat reply to ``message`` (HTML), given the user's earlier questions."""
         from rag.answer.language import detect_language
 
         words = MESSAGES[detect_language(message or "")]
@@ -104,10 +105,9 @@ class ChatApp:
             return words["loading"]
         if self.error is not None:
             return escape(f"The models could not be loaded: {self.error}")
-        earlier = [m["content"] for m in history or [] if m.get("role") == "user" and isinstance(m.get("content"), str)]
-        return render(self.pipeline.run(message, earlier))
+        return render(self.pipeline.run(message, [h for h in history or [] if isinstance(h, str)]))
 
-    def answer_data(self, question: str, history: list[str] | None = None) -> dict:
+    def ask_json(self, question: str, history: list[str] | None = None) -> dict:
         """The answer as plain data (text, score, offsets, sources), for API clients."""
         if not self.ready.wait(timeout=120) or self.error is not None:
             raise gr.Error("The models are not loaded.")
@@ -116,28 +116,54 @@ class ChatApp:
         except ValueError as error:
             raise gr.Error(str(error)) from None
 
+    # Chat events. The chat shows the user's words escaped (never as markup);
+    # the raw questions live in a State beside it, for follow-ups.
 
-def build_app(pipeline: Pipeline | None = None) -> gr.ChatInterface:
+    def add_question(self, message: str, shown: list[dict], questions: list[str]):
+        if not (message or "").strip():
+            return "", shown, questions
+        return "", [*shown, {"role": "user", "content": escape(message)}], [*questions, message]
+
+    def reply(self, shown: list[dict], questions: list[str]) -> list[dict]:
+        if not shown or shown[-1]["role"] != "user":
+            return shown
+        return [*shown, {"role": "assistant", "content": self.ask(questions[-1], questions[:-1])}]
+
+    def drop_reply(self, shown: list[dict]) -> list[dict]:
+        return shown[:-1] if shown and shown[-1]["role"] == "assistant" else shown
+
+
+def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     chat = ChatApp(pipeline or Pipeline())
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
     document = chat.pipeline.documents[0]
-    app = gr.ChatInterface(
-        chat.respond,
-        api_name="ask",
-        title="Questions sur le document · Ask the document",
-        description=(
-            f"Ask in English or French about <em>{escape(document.title)}</em>"
+    private = {"api_visibility": "private"}
+    with gr.Blocks(title="Ask the document") as app:
+        gr.Markdown(
+            "## Questions sur le document · Ask the document\n"
+            f"Ask in English or French about *{escape(document.title)}*"
             + (f" ({escape(document.date)})" if document.date else "")
             + ". Answers are the document's own words, highlighted in their passage."
-        ),
-        examples=EXAMPLES,
-        cache_examples=False,
-        concurrency_limit=2,  # two answers at a time suit a 2-core machine; others wait in the queue
-        chatbot=gr.Chatbot(height=520, placeholder="Ask a question · Posez une question"),
-        textbox=gr.Textbox(placeholder="Who founded Mistral? · Qui a fondé Mistral ?", max_length=2000),
-    )
-    with app:
-        gr.api(chat.answer_data, api_name="ask_json", concurrency_limit=2)
+        )
+        shown = gr.Chatbot(height=520, placeholder="Ask a question · Posez une question", label="Chat")
+        questions = gr.State([])
+        box = gr.Textbox(placeholder="Who founded Mistral? · Qui a fondé Mistral ?", show_label=False,
+                         max_length=2000, submit_btn=True, autofocus=True)
+        with gr.Row():
+            retry = gr.Button("Retry", size="sm")
+            clear = gr.Button("Clear", size="sm")
+        gr.Examples(EXAMPLES, inputs=box, label="Examples")
+
+        # Two answers at a time suit a 2-core machine; further questions wait in the queue.
+        box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False, **private).then(
+            chat.reply, [shown, questions], shown, concurrency_limit=2, concurrency_id="reader", **private
+        )
+        retry.click(chat.drop_reply, shown, shown, queue=False, **private).then(
+            chat.reply, [shown, questions], shown, concurrency_limit=2, concurrency_id="reader", **private
+        )
+        clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private)
+        gr.api(chat.ask, api_name="ask", concurrency_limit=2, concurrency_id="reader")
+        gr.api(chat.ask_json, api_name="ask_json", concurrency_limit=2, concurrency_id="reader")
     return app
 
 
