@@ -100,6 +100,8 @@ def test_eight_clients_at_once_match_one_by_one(server, client):
 @pytest.mark.browser
 def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
     if not Path(CHROMIUM).exists():
+        if os.environ.get("RAG_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required but missing: apt-get install -y chromium")
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     from playwright.sync_api import expect, sync_playwright
 

@@ -17,6 +17,7 @@ from rag.answer.language import detect_language
 from rag.chunking import DocumentSplitter
 from rag.documents import Document, default_documents
 from rag.embedding import Embedder
+from rag.embedding.weights import share_word_embeddings
 from rag.index import IndexStore, PassageIndex
 from rag.reader import ExtractiveReader, builtin_reader_calibration, builtin_reader_path
 from rag.retrieval import HybridRetriever
@@ -133,8 +134,11 @@ class Pipeline:
             reader = ExtractiveReader(
                 reader_model, threads=self.settings.reader_threads or None, calibration=calibration
             )
-            reader.warm_up()
             self.embedder.warm_up()
+            reader.warm_up()
+            builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
+            if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
+                log.info("The reader shares the embedder's word embeddings")
             index = self.load_index()
             self.reader = reader
             self.retriever = HybridRetriever(self.embedder, index, self.settings.candidates)

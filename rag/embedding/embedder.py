@@ -6,12 +6,14 @@ id) can be named instead.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from rag.embedding.materialize import MANIFEST, materialize_embedder
+from rag.embedding.weights import compute_in_fp32
 from rag.settings import BUILTIN
 
 
@@ -37,14 +39,21 @@ class Embedder:
             return
         with self._lock:
             if self._model is None:
-                import torch
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.set_verbosity_error()
-                self._model = SentenceTransformer(
-                    self.model_path(), device="cpu", model_kwargs={"dtype": torch.float32}
-                )
+                # It warns that fp16 is slow on CPU: only the lookup table stays fp16 (compute_in_fp32).
+                logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+                model = SentenceTransformer(self.model_path(), device="cpu", model_kwargs={"dtype": "auto"})
+                compute_in_fp32(model[0].auto_model)
+                self._model = model
+
+    @property
+    def transformer(self):
+        """The underlying Hugging Face model (to share weights with the reader)."""
+        self.warm_up()
+        return self._model[0].auto_model
 
     @property
     def identity(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.embedding.weights import compute_in_fp32
 from rag.reader.windows import Window, make_windows
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,18 @@ class ExtractiveReader:
                 torch.set_num_threads(self.threads)
             hf_logging.set_verbosity_error()
             tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype=torch.float32)
+            model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype="auto")
+            compute_in_fp32(model)
             model.eval().to(self.device)
             if self.device == "cpu" and self.bf16 and not cpu_has_fast_bf16():
                 self.bf16 = False
             self._tokenizer = tokenizer
             self._model = model
+
+    @property
+    def model(self):
+        self.warm_up()
+        return self._model
 
     @property
     def tokenizer(self):
