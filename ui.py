@@ -8,7 +8,7 @@ answer as data and takes the conversation's earlier questions::
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
     client.predict("Who founded Mistral?", api_name="/ask")
-    client.predict("And the CTO?", ["Who founded Mistral?"], api_name="/ask_json")
+    client.predict("And who is the chief scientist?", ["Who founded Mistral?"], api_name="/ask_json")
 """
 from __future__ import annotations
 

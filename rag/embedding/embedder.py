@@ -43,6 +43,7 @@ class Embedder:
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.set_verbosity_error()
+                hf_logging.disable_progress_bar()
                 # It warns that fp16 is slow on CPU: only the lookup table stays fp16 (compute_in_fp32).
                 logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
                 model = SentenceTransformer(self.model_path(), device="cpu", model_kwargs={"dtype": "auto"})

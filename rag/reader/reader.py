@@ -137,6 +137,7 @@ class ExtractiveReader:
             if self.threads:
                 torch.set_num_threads(self.threads)
             hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
             tokenizer = AutoTokenizer.from_pretrained(self.model_name)
             model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype="auto")
             compute_in_fp32(model)
