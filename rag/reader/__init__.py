@@ -10,11 +10,15 @@ from rag.reader.reader import Calibration, ExtractiveReader, Span
 BUILTIN_READER = resources.files("rag.models").joinpath("reader")
 
 
-def builtin_reader_path(cache_dir: Path, embedder_path: str) -> Path:
-    """The built-in reader, assembled in the cache from the packaged weights."""
+def builtin_reader_path(cache_dir: Path, embedder_cache_dir: Path, deep: bool = False) -> Path:
+    """The built-in reader, assembled in the cache from the packaged weights
+    and the word embeddings of the built-in embedder (materialized if needed);
+    ``deep`` checks the cached weights by hash rather than by size."""
+    from rag.embedding.materialize import materialize_embedder
     from rag.reader.assemble import assemble_reader
 
-    return assemble_reader(Path(str(BUILTIN_READER)), Path(embedder_path), cache_dir)
+    embedder = materialize_embedder(embedder_cache_dir, deep=deep)
+    return assemble_reader(Path(str(BUILTIN_READER)), embedder, cache_dir, deep)
 
 
 def builtin_reader_calibration() -> Calibration:

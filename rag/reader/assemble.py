@@ -6,23 +6,26 @@ import logging
 import shutil
 from pathlib import Path
 
-from rag.embedding.materialize import sha256_file, staged_folder, verified
+from rag.embedding.materialize import read_manifest, sha256_file, staged_folder, verified
 
 log = logging.getLogger(__name__)
 
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 
-def assemble_reader(trained: Path, embedder: Path, target: Path) -> Path:
-    """A Hugging Face ``BertForQuestionAnswering`` folder at ``target`` (reused when up to date)."""
+def assemble_reader(trained: Path, embedder: Path, target: Path, deep: bool = False) -> Path:
+    """A Hugging Face ``BertForQuestionAnswering`` folder at ``target``, reused
+    when made from these weights (its own file checked by hash when ``deep``)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     expected = {
         "trained_sha256": sha256_file(trained / "model.safetensors"),
-        "embedder_sha256": sha256_file(embedder / "model.safetensors"),
+        "embedder_sha256": (read_manifest(embedder) or {}).get("weights_sha256") or sha256_file(
+            embedder / "model.safetensors"
+        ),
     }
-    if verified(target, expected):
+    if verified(target, expected, deep):
         return target
     log.info("Assembling the reader into %s", target)
     with staged_folder(target, expected) as staging:

@@ -109,6 +109,7 @@ class ExtractiveReader:
         device: str = "cpu",
         calibration: Calibration | None = None,
         bf16: bool = True,
+        tokenizer=None,
     ) -> None:
         self.model_name = model
         self.max_length = max_length
@@ -121,7 +122,7 @@ class ExtractiveReader:
         self.calibration = calibration or Calibration()
         self.bf16 = bf16
         self._model = None
-        self._tokenizer = None
+        self._tokenizer = tokenizer  # a loaded tokenizer to reuse (it takes a second to load)
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -138,7 +139,7 @@ class ExtractiveReader:
                 torch.set_num_threads(self.threads)
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
-            tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            tokenizer = self._tokenizer or AutoTokenizer.from_pretrained(self.model_name)
             model = AutoModelForQuestionAnswering.from_pretrained(self.model_name, dtype="auto")
             compute_in_fp32(model)
             model.eval().to(self.device)
