@@ -162,6 +162,7 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
             chat.reply, [shown, questions], shown, concurrency_limit=2, concurrency_id="reader", **private
         )
         clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private)
+        shown.clear(lambda: [], None, questions, queue=False, **private)  # the chat's own trash button
         gr.api(chat.ask, api_name="ask", concurrency_limit=2, concurrency_id="reader")
         gr.api(chat.ask_json, api_name="ask_json", concurrency_limit=2, concurrency_id="reader")
     return app

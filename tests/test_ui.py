@@ -131,4 +131,14 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         assert page.locator("img[src='x']").count() == 0
         assert not dialogs
         page.screenshot(path=str(SCREENSHOT_DIR / "chat.png"), full_page=True)
+
+        page.get_by_text("Retry", exact=True).click()  # the last answer is asked again, not added
+        expect(bot.nth(2)).to_contain_text("%", timeout=60_000)
+        expect(bot).to_have_count(3)
+        page.get_by_text("Clear", exact=True).click()
+        expect(bot).to_have_count(0)
+        expect(page.locator("[data-testid='user']")).to_have_count(0)
+        box.fill("Qui a fondé Mistral ?")  # a new conversation starts without the old history
+        box.press("Enter")
+        expect(bot).to_have_count(1, timeout=60_000)
         browser.close()
