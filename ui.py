@@ -20,6 +20,7 @@ import threading
 import gradio as gr
 
 from rag.answer import Answer, Pipeline
+from rag.documents import load_document
 
 log = logging.getLogger("rag.ui")
 
@@ -162,7 +163,7 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
             chat.reply, [shown, questions], shown, concurrency_limit=2, concurrency_id="reader", **private
         )
         clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private)
-        shown.clear(lambda: [], None, questions, queue=False, **private)  # the chat's own trash button
+        shown.clear(list, None, questions, queue=False, **private)  # the chat's own trash button
         gr.api(chat.ask, api_name="ask", concurrency_limit=2, concurrency_id="reader")
         gr.api(chat.ask_json, api_name="ask_json", concurrency_limit=2, concurrency_id="reader")
     return app
@@ -173,9 +174,15 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public share link")
+    parser.add_argument("--document", dest="documents", action="append", default=[],
+                        help="a UTF-8 text document to answer from (repeatable; default: the embedded article)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    app = build_app()
+    try:
+        documents = [load_document(path) for path in args.documents] or None
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    app = build_app(Pipeline(documents=documents))
     app.queue(default_concurrency_limit=2, max_size=64)
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 
