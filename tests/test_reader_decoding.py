@@ -118,3 +118,22 @@ def test_squad_normalization_handles_french():
     assert best_scores("le directeur de la technologie", ["directeur de la technologie"]) == (1.0, 1.0)
     assert best_scores("", []) == (1.0, 1.0)
     assert best_scores("Paris", []) == (0.0, 0.0)
+
+
+def test_unanswerable_copies_never_hold_the_answer():
+    import random
+
+    from rag.reader.training_data import unanswerable_copies
+
+    article = [QAExample(f"q{i}", f"question {i}", f"Paragraphe {i} : la réponse est R{i}.", [(f"R{i}", 25)],
+                         article_index=i // 3) for i in range(9)]
+    for same_article in (False, True):
+        copies = unanswerable_copies(article, article, 1.0, random.Random(0), "neg", same_article=same_article)
+        assert copies
+        originals = {e.id: e for e in article}
+        for copy in copies:
+            original = originals[copy.id.removesuffix("-neg")]
+            assert not copy.answerable and copy.context != original.context
+            assert original.answers[0][0] not in copy.context
+            same = any(e.context == copy.context and e.article_index == original.article_index for e in article)
+            assert same == same_article

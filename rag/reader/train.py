@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-question-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--french-repeats", type=int, default=3, help="times PIAF is seen per epoch")
+    parser.add_argument("--same-article-negatives", type=float, default=0.0,
+                        help="share of PIAF/XQuAD-en questions also asked of another paragraph of their article")
+    parser.add_argument("--init", metavar="FOLDER", help="start from an exported reader (e.g. rag/models/reader)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training examples (smoke runs)")
     parser.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         args.base = str(materialize_embedder(Settings.from_env().embedder_cache_dir))
 
     torch.manual_seed(args.seed)
-    train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats)
+    train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats, args.same_article_negatives)
     if args.calibrate:
         calibrate(Path(args.calibrate), Path(args.base), evaluation, device, out / "assembled")
         return
@@ -154,6 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     step = 0
     checkpoint = out / "checkpoint.pt"
+    if args.init and not checkpoint.exists():
+        from safetensors.torch import load_file
+
+        missing, _ = model.load_state_dict(load_file(str(Path(args.init) / "model.safetensors")), strict=False)
+        if set(missing) != {FROZEN}:
+            raise ValueError(f"{args.init} is not a reader exported by this script (missing {missing})")
+        log.info("starting from the reader in %s", args.init)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"], strict=False)
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         "training_examples": len(train),
         "training_windows": len(features),
         "unanswerable_examples": sum(not e.answerable for e in train),
-        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "base", "out", "calibrate")},
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "base", "out", "calibrate", "init")},
         "steps": step,
         "planned_steps": total_steps,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
@@ -239,6 +249,12 @@ def calibrate(trained: Path, embedder: Path, evaluation: dict[str, list[QAExampl
         "piaf+negatives": score(predictions["piaf"] + predictions["piaf-negatives"], calibration),
         "xquad-en+negatives": score(predictions["xquad-en"] + predictions["xquad-en-negatives"], calibration),
         "squad-es-v2": score(predictions["squad-es-v2"], calibration),
+        "piaf+same-article-negatives": score(
+            predictions["piaf"] + predictions["piaf-same-article-negatives"], calibration
+        ),
+        "xquad-en+same-article-negatives": score(
+            predictions["xquad-en"] + predictions["xquad-en-same-article-negatives"], calibration
+        ),
     }
     card["held_out_device"] = device
     (trained / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))

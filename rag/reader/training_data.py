@@ -22,31 +22,48 @@ def held_out(example: QAExample) -> bool:
     return example.article_index % 10 == 0
 
 
-def with_foreign_context(
-    examples: list[QAExample], pool: list[QAExample], share: float, rng: random.Random, tag: str
+def unanswerable_copies(
+    examples: list[QAExample], pool: list[QAExample], share: float, rng: random.Random, tag: str,
+    same_article: bool = False,
 ) -> list[QAExample]:
-    """Unanswerable copies: each question paired with a paragraph of another
-    article, skipped when that paragraph happens to contain a gold answer."""
+    """Unanswerable copies of a ``share`` of the questions, each paired with a
+    paragraph of another article or, with ``same_article``, another paragraph
+    of its own article (on topic, so harder to refuse). A paragraph that
+    happens to contain a gold answer is skipped."""
+    paragraphs: dict[int, list[str]] = {}
+    for other in pool:
+        siblings = paragraphs.setdefault(other.article_index, [])
+        if other.context not in siblings:
+            siblings.append(other.context)
     negatives = []
     for example in examples:
         if rng.random() >= share:
             continue
-        other = rng.choice(pool)
-        if other.article_index == example.article_index:
+        if same_article:
+            siblings = [c for c in paragraphs.get(example.article_index, []) if c != example.context]
+            if not siblings:
+                continue
+            context = rng.choice(siblings)
+        else:
+            other = rng.choice(pool)
+            if other.article_index == example.article_index:
+                continue
+            context = other.context
+        if any(text.lower() in context.lower() for text, _ in example.answers):
             continue
-        if any(text.lower() in other.context.lower() for text, _ in example.answers):
-            continue
-        negatives.append(replace(example, id=f"{example.id}-{tag}", context=other.context, answers=[]))
+        negatives.append(replace(example, id=f"{example.id}-{tag}", context=context, answers=[]))
     return negatives
 
 
 def load_mix(
-    data_dir: str | Path, seed: int = 13, french_repeats: int = 1
+    data_dir: str | Path, seed: int = 13, french_repeats: int = 1, same_article_negatives: float = 0.0
 ) -> tuple[list[QAExample], dict[str, list[QAExample]]]:
     """Training examples and the held-out evaluation sets, deterministically.
 
     ``french_repeats`` shows the French set (PIAF, the only native French
     one) that many times per epoch: French is the documents' main language.
+    ``same_article_negatives`` adds that share of PIAF and English XQuAD
+    questions again, paired with another paragraph of their own article.
     """
     data_dir = Path(data_dir)
     rng = random.Random(seed)
@@ -89,12 +106,22 @@ def load_mix(
 
     train_piaf = [e for e in piaf if not held_out(e)]
     train_en = [e for e in xquad["en"] if not held_out(e)]
-    train += with_foreign_context(train_piaf, train_piaf, 0.25, rng, "neg") * french_repeats
-    train += with_foreign_context(train_en, train_en, 0.15, rng, "neg")
-    train += with_foreign_context(cross, cross, 0.15, rng, "neg")
-    evaluation["piaf-negatives"] = with_foreign_context(evaluation["piaf"], evaluation["piaf"], 1.0, rng, "neg")
-    evaluation["xquad-en-negatives"] = with_foreign_context(
+    train += unanswerable_copies(train_piaf, train_piaf, 0.25, rng, "neg") * french_repeats
+    train += unanswerable_copies(train_en, train_en, 0.15, rng, "neg")
+    train += unanswerable_copies(cross, cross, 0.15, rng, "neg")
+    evaluation["piaf-negatives"] = unanswerable_copies(evaluation["piaf"], evaluation["piaf"], 1.0, rng, "neg")
+    evaluation["xquad-en-negatives"] = unanswerable_copies(
         evaluation["xquad-en"], evaluation["xquad-en"], 1.0, rng, "neg"
     )
+    # Separate generators keep the mix above identical whatever the options below.
+    if same_article_negatives:
+        hard = random.Random(seed + 1)
+        for examples in (train_piaf, train_en):
+            train += unanswerable_copies(examples, examples, same_article_negatives, hard, "sib", same_article=True)
+    sibling = random.Random(seed + 2)
+    for name, pool in (("piaf", piaf), ("xquad-en", xquad["en"])):
+        evaluation[f"{name}-same-article-negatives"] = unanswerable_copies(
+            evaluation[name], pool, 1.0, sibling, "sib", same_article=True
+        )
     rng.shuffle(train)
     return train, evaluation
