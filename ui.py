@@ -106,14 +106,14 @@ class ChatApp:
             return words["loading"]
         if self.error is not None:
             return escape(f"The models could not be loaded: {self.error}")
-        return render(self.pipeline.run(message, [h for h in history or [] if isinstance(h, str)]))
+        return render(self.pipeline.run(message, history))
 
     def ask_json(self, question: str, history: list[str] | None = None) -> dict:
         """The answer as plain data (text, score, offsets, sources), for API clients."""
         if not self.ready.wait(timeout=120) or self.error is not None:
             raise gr.Error("The models are not loaded.")
         try:
-            return self.pipeline.run(question, [h for h in history or [] if isinstance(h, str)]).to_dict()
+            return self.pipeline.run(question, history).to_dict()
         except ValueError as error:
             raise gr.Error(str(error)) from None
 

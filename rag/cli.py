@@ -94,20 +94,16 @@ def command_eval(args) -> int:
 
 
 def command_eval_squad(args) -> int:
-    from rag.reader import ExtractiveReader, builtin_reader_calibration, builtin_reader_path
+    from rag.reader import make_reader
     from rag.reader.evaluate import predict_all, score
     from rag.reader.squad import load_squad
-    from rag.settings import BUILTIN
 
     settings = settings_from(args)
-    model, calibration = settings.reader, None
-    if model == BUILTIN:
-        model = str(builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir))
-        calibration = builtin_reader_calibration()
     examples = load_squad(args.file)
     if args.limit:
         examples = examples[: args.limit]
-    reader = ExtractiveReader(model, calibration=calibration)
+    reader = make_reader(settings)
+    calibration = reader.calibration if settings.reader == BUILTIN else None
     has_unanswerable = any(not e.answerable for e in examples)
     result = score(predict_all(reader, examples), calibration if has_unanswerable else None, settings.min_confidence)
     if args.json:

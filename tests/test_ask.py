@@ -56,6 +56,14 @@ def test_follow_up_questions_use_the_history(pipeline):
     assert np.mean(with_history) >= 0.5
 
 
+def test_blank_or_odd_history_entries_are_skipped(pipeline):
+    follow_up = "Et qui est le directeur de la technologie ?"
+    expected = pipeline.run(follow_up, ["Qui a fondé Mistral ?"])
+    for history in (["Qui a fondé Mistral ?", "\x01 "], ["Qui a fondé Mistral ?", 42, "   "]):
+        assert pipeline.run(follow_up, history).text == expected.text
+    assert pipeline.previous_question(["", "\x00"]) is None
+
+
 def test_an_impossible_confidence_bar_abstains(pipeline):
     strict = Pipeline(replace(pipeline.settings, min_confidence=1.01), pipeline.documents)
     strict.embedder, strict.reader, strict.retriever = pipeline.embedder, pipeline.reader, pipeline.retriever

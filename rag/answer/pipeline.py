@@ -19,7 +19,7 @@ from rag.documents import Document, default_documents
 from rag.embedding import Embedder
 from rag.embedding.weights import share_word_embeddings
 from rag.index import IndexStore, PassageIndex
-from rag.reader import ExtractiveReader, builtin_reader_calibration, builtin_reader_path
+from rag.reader import ExtractiveReader, make_reader
 from rag.retrieval import HybridRetriever
 from rag.settings import BUILTIN, Settings
 
@@ -129,16 +129,8 @@ class Pipeline:
                 return
             self.embedder.warm_up()
             builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
-            if self.settings.reader == BUILTIN:
-                reader = ExtractiveReader(
-                    str(builtin_reader_path(self.settings.reader_cache_dir, self.settings.embedder_cache_dir)),
-                    threads=self.settings.reader_threads or None,
-                    calibration=builtin_reader_calibration(),
-                    # built from the embedder: same tokenizer, same (frozen) word embeddings
-                    tokenizer=self.embedder.tokenizer if builtin else None,
-                )
-            else:
-                reader = ExtractiveReader(self.settings.reader, threads=self.settings.reader_threads or None)
+            # The built-in reader was made from the built-in embedder: same tokenizer, same (frozen) embeddings.
+            reader = make_reader(self.settings, tokenizer=self.embedder.tokenizer if builtin else None)
             reader.warm_up()
             if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
                 log.info("The reader shares the embedder's word embeddings")
@@ -152,9 +144,8 @@ class Pipeline:
         question, warnings = clean_question(question, self.settings.max_question_chars)
         self.warm_up()
         queries = [question]
-        previous = [q for q in (history or []) if isinstance(q, str) and q.strip()]
-        if previous:
-            context, _ = clean_question(previous[-1], self.settings.max_question_chars)
+        context = self.previous_question(history or [])
+        if context:
             queries.append(f"{context} {question}")
         passages = self.retriever.run(queries, self.settings.top_k)
         sources = [
@@ -176,6 +167,17 @@ class Pipeline:
             else:
                 answer.score = round(1.0 - best.confidence, 4)
         return answer
+
+    def previous_question(self, history: list[str]) -> str | None:
+        """The latest earlier question that is still a question once cleaned
+        (entries that are not text, or only blanks and control characters, are skipped)."""
+        for earlier in reversed(history):
+            if isinstance(earlier, str):
+                try:
+                    return clean_question(earlier, self.settings.max_question_chars)[0]
+                except ValueError:
+                    continue
+        return None
 
     def document(self, doc_id: str) -> Document:
         return next(d for d in self.documents if d.id == doc_id)

@@ -244,6 +244,6 @@ def materialize_embedder(target: Path, source: Path | None = None, deep: bool = 
         return target
     log.info("Materializing multilingual-e5-small from %s into %s", source, target)
     model = read_e5_file(source)
-    identity = {"source_bytes": source.stat().st_size, "source_sha256": sha256_file(source)}
+    identity = {**expected, "source_sha256": expected.get("source_sha256") or sha256_file(source)}
     write_model_folder(target, model, bert_state_dict(model), identity)
     return target

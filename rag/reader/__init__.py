@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from rag.reader.reader import Calibration, ExtractiveReader, Span
+from rag.settings import BUILTIN, Settings
 
 BUILTIN_READER = resources.files("rag.models").joinpath("reader")
 
@@ -26,4 +27,16 @@ def builtin_reader_calibration() -> Calibration:
     return Calibration(**json.loads(BUILTIN_READER.joinpath("reader.json").read_text())["calibration"])
 
 
-__all__ = ["Calibration", "ExtractiveReader", "Span", "builtin_reader_calibration", "builtin_reader_path"]
+def make_reader(settings: Settings, tokenizer=None) -> ExtractiveReader:
+    """The reader the settings name: the built-in one (assembled, calibrated)
+    or any extractive QA folder or hub id (SQuAD 2.0's margin > 0 rule)."""
+    threads = settings.reader_threads or None
+    if settings.reader != BUILTIN:
+        return ExtractiveReader(settings.reader, threads=threads, tokenizer=tokenizer)
+    path = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir)
+    return ExtractiveReader(str(path), threads=threads, calibration=builtin_reader_calibration(), tokenizer=tokenizer)
+
+
+__all__ = [
+    "Calibration", "ExtractiveReader", "Span", "builtin_reader_calibration", "builtin_reader_path", "make_reader",
+]
