@@ -14,7 +14,7 @@ from rag.settings import BUILTIN, Settings
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
-        top_k=args.top_k, min_confidence=args.min_confidence,
+        top_k=args.top_k, min_confidence=args.min_confidence, similarity_weight=args.similarity_weight,
     )
 
 
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)")
     parser.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)")
     parser.add_argument("--min-confidence", type=float, help="answer only above this confidence (RAG_MIN_CONFIDENCE)")
+    parser.add_argument("--similarity-weight", type=float,
+                        help="weight of question-passage similarity when ranking answers (RAG_SIMILARITY_WEIGHT)")
     parser.add_argument("--document", dest="documents", action="append", type=Path,
                         help="a UTF-8 text document to answer from (repeatable; default: the embedded article)")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -48,6 +48,8 @@ def test_round_trip(fresh):
     assert loaded.faiss_index.ntotal == len(built.chunks)
     query = fresh.embedder.embed_queries(["Qui a fondé Mistral ?"])[0]
     assert loaded.search(query, 3) == built.search(query, 3)
+    numbers, scores = zip(*loaded.search(query, 3))
+    assert loaded.similarities(query, list(numbers)) == pytest.approx(list(scores), abs=1e-5)
 
 
 @pytest.mark.parametrize("damage", ["truncate-vectors", "garbage-chunks", "bad-manifest", "missing-vectors"])

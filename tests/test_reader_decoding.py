@@ -105,11 +105,29 @@ def test_spans_map_back_to_their_passage(tiny_reader):
     spans = tiny_reader.run("Qui a fondé Mistral ?", passages, top_k=20)
     assert spans
     assert len({(s.passage_index, s.start, s.end) for s in spans}) == len(spans)  # duplicates merged
-    assert [s.margin for s in spans] == sorted((s.margin for s in spans), reverse=True)
+    assert [s.score for s in spans] == [s.margin for s in spans] == sorted((s.margin for s in spans), reverse=True)
     for span in spans:
         assert span.text == passages[span.passage_index][span.start:span.end]
         assert span.text == span.text.strip() and span.text
         assert 0 <= span.confidence <= 1
+
+
+def test_passage_priors_rank_spans_across_passages(tiny_reader):
+    passages = ["Mistral AI a été fondée à Paris en 2023.", "Le Chat est un robot conversationnel de Mistral AI."]
+    plain = tiny_reader.run("Qui a fondé Mistral ?", passages, top_k=50)
+    loser = 1 - plain[0].passage_index
+    priors = [0.0, 0.0]
+    priors[loser] = plain[0].margin - max(s.margin for s in plain if s.passage_index == loser) + 1.0
+    boosted = tiny_reader.run("Qui a fondé Mistral ?", passages, top_k=50, passage_priors=priors)
+    assert boosted[0].passage_index == loser
+    assert [s.score for s in boosted] == sorted((s.score for s in boosted), reverse=True)
+    for span in boosted:  # the prior moves the ranking, never the margin or the confidence
+        assert span.score == pytest.approx(span.margin + priors[span.passage_index])
+    same = {(s.passage_index, s.start, s.end): s for s in plain}
+    assert all(same[(s.passage_index, s.start, s.end)].confidence == s.confidence
+               for s in boosted if (s.passage_index, s.start, s.end) in same)
+    with pytest.raises(ValueError):
+        tiny_reader.run("Qui a fondé Mistral ?", passages, passage_priors=[1.0])
 
 
 def test_squad_normalization_handles_french():

@@ -151,7 +151,8 @@ class Pipeline:
         sources = [
             Source(p.chunk.text, p.chunk.doc_id, p.chunk.start, p.chunk.end, round(p.score, 6)) for p in passages
         ]
-        spans = self.reader.run(question, [s.text for s in sources], top_k=1)
+        priors = [self.settings.similarity_weight * p.similarity for p in passages]
+        spans = self.reader.run(question, [s.text for s in sources], top_k=1, passage_priors=priors)
         answer = Answer(question=question, text="", score=1.0, sources=sources,
                         language=detect_language(question), warnings=warnings)
         if spans:

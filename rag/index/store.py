@@ -43,6 +43,12 @@ class PassageIndex:
         scores, ids = self.faiss_index.search(query_vector.reshape(1, -1).astype(np.float32), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
+    def similarities(self, query_vector: np.ndarray, passages: list[int]) -> list[float]:
+        """Cosine similarity of the query to each of ``passages`` (by number),
+        including passages the dense search did not rank."""
+        vectors = np.stack([self.faiss_index.reconstruct(int(p)) for p in passages]) if passages else np.zeros((0, 1))
+        return [float(v) for v in vectors @ query_vector.astype(np.float32)] if passages else []
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -36,9 +36,9 @@ class Span:
     """A candidate answer: character offsets into passage ``passage_index``.
 
     ``margin`` is the span's score minus its window's no-answer score (the
-    SQuAD 2.0 decision value, comparable across windows and passages);
-    ``confidence`` maps it through the reader's calibration to the
-    probability that answering with this span is right.
+    SQuAD 2.0 decision value); ``confidence`` maps it through the reader's
+    calibration to the probability that answering with this span is right.
+    ``score`` ranks spans across passages: the margin plus its passage's prior.
     """
 
     passage_index: int
@@ -47,6 +47,7 @@ class Span:
     text: str
     margin: float
     confidence: float
+    score: float
 
 
 @dataclass(frozen=True)
@@ -182,11 +183,21 @@ class ExtractiveReader:
                 results.append((starts[row, :n], ends[row, :n]))
         return results
 
-    def run(self, question: str, passages: list[str], top_k: int = 5) -> list[Span]:
+    def run(
+        self, question: str, passages: list[str], top_k: int = 5, passage_priors: list[float] | None = None
+    ) -> list[Span]:
         """Best answer spans across ``passages``, best first. The same span
-        seen in two overlapping windows is kept once, with its best margin."""
+        seen in two overlapping windows is kept once, with its best margin.
+
+        A reader trained on single paragraphs scores each passage on its own
+        scale, so ``passage_priors`` (evidence from retrieval, in margin units)
+        are added when spans of different passages are ranked against each other.
+        """
         if not passages:
             return []
+        priors = passage_priors or [0.0] * len(passages)
+        if len(priors) != len(passages):
+            raise ValueError("passage_priors needs one value per passage")
         windows = make_windows(
             self.tokenizer, [question] * len(passages), passages,
             self.max_length, self.stride, self.max_question_tokens,
@@ -201,5 +212,5 @@ class ExtractiveReader:
                 key = (window.example_index, start, end)
                 if start < end and (key not in spans or spans[key].margin < margin):
                     spans[key] = Span(window.example_index, start, end, text[start:end], margin,
-                                      self.calibration.confidence(margin))
-        return sorted(spans.values(), key=lambda s: s.margin, reverse=True)[:top_k]
+                                      self.calibration.confidence(margin), margin + priors[window.example_index])
+        return sorted(spans.values(), key=lambda s: s.score, reverse=True)[:top_k]

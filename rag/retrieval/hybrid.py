@@ -34,6 +34,7 @@ class RetrievedPassage:
     score: float  # fused reciprocal-rank score
     dense_rank: int | None
     keyword_rank: int | None
+    similarity: float  # cosine of the question and the passage (dense embeddings)
 
 
 class HybridRetriever:
@@ -61,23 +62,25 @@ class HybridRetriever:
         order = np.argsort(-scores, kind="stable")[: self.candidates]
         return [int(i) for i in order if scores[i] > 0]
 
-    def dense_search(self, query: str) -> list[int]:
-        vector = self.embedder.embed_queries([query])[0]
+    def dense_search(self, vector: np.ndarray) -> list[int]:
         return [i for i, _ in self.index.search(vector, self.candidates)]
 
     def run(self, queries: list[str], top_k: int) -> list[RetrievedPassage]:
         """Fuse the dense and keyword rankings of every query (a question and,
-        for follow-ups, the question with its context) into one list."""
+        for follow-ups, the question with its context) into one list; each
+        passage's ``similarity`` is to the first query, the question itself."""
         fused: dict[int, float] = {}
         dense_rank: dict[int, int] = {}
         keyword_rank: dict[int, int] = {}
-        for query in queries:
-            for ranking, best in ((self.dense_search(query), dense_rank), (self.keyword_search(query), keyword_rank)):
+        vectors = self.embedder.embed_queries(queries)
+        for query, vector in zip(queries, vectors):
+            for ranking, best in ((self.dense_search(vector), dense_rank), (self.keyword_search(query), keyword_rank)):
                 for rank, passage in enumerate(ranking):
                     fused[passage] = fused.get(passage, 0.0) + 1.0 / (RRF_K + rank + 1)
                     best[passage] = min(best.get(passage, rank), rank)
         ordered = sorted(fused, key=lambda p: fused[p], reverse=True)[:top_k]
+        similarities = self.index.similarities(vectors[0], ordered)
         return [
-            RetrievedPassage(self.index.chunks[p], fused[p], dense_rank.get(p), keyword_rank.get(p))
-            for p in ordered
+            RetrievedPassage(self.index.chunks[p], fused[p], dense_rank.get(p), keyword_rank.get(p), similarity)
+            for p, similarity in zip(ordered, similarities)
         ]
