@@ -94,6 +94,8 @@ def command_eval(args) -> int:
 
 
 def command_eval_squad(args) -> int:
+    if args.documents_mode:
+        return command_eval_squad_documents(args)
     from rag.reader import make_reader
     from rag.reader.evaluate import predict_all, score
     from rag.reader.squad import load_squad
@@ -106,11 +108,26 @@ def command_eval_squad(args) -> int:
     calibration = reader.calibration if settings.reader == BUILTIN else None
     has_unanswerable = any(not e.answerable for e in examples)
     result = score(predict_all(reader, examples), calibration if has_unanswerable else None, settings.min_confidence)
-    if args.json:
+    print_result(result, args.json)
+    return 0
+
+
+def command_eval_squad_documents(args) -> int:
+    from rag.evaluation.documents import evaluate_documents, load_examples
+
+    examples = load_examples(args.file, args.held_out, args.questions_from)
+    if args.limit:
+        examples = examples[: args.limit]
+    result = evaluate_documents(make_pipeline(args), examples)
+    print_result(result, args.json)
+    return 0
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(result))
     else:
         print("\n".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()))
-    return 0
 
 
 def command_bench(args) -> int:
@@ -158,8 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("file", help="a JSONL file, or extra_qa.jsonl / followups.jsonl shipped with the package")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=command_eval)
-    squad = commands.add_parser("eval-squad", help="evaluate the reader alone on a SQuAD-format file")
+    squad = commands.add_parser("eval-squad", help="evaluate on a SQuAD-format file: the reader alone on each "
+                                "paragraph, or with --documents the whole pipeline on each article")
     squad.add_argument("file")
+    squad.add_argument("--documents", dest="documents_mode", action="store_true",
+                       help="each article is a document: chunked, indexed, retrieved, then read")
+    squad.add_argument("--held-out", action="store_true",
+                       help="only the articles the built-in reader was not trained on")
+    squad.add_argument("--questions-from", help="a parallel SQuAD file whose questions replace the file's (same ids)")
     squad.add_argument("--limit", type=int, default=0)
     squad.add_argument("--json", action="store_true")
     squad.set_defaults(run=command_eval_squad)

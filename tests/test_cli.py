@@ -65,6 +65,41 @@ def test_eval_squad_on_a_small_file(index_dir, tmp_path):
     assert 0 <= scores["em"] <= scores["f1"] <= 1
 
 
+def test_eval_squad_reads_each_article_as_a_document(index_dir, tmp_path):
+    def article(title, paragraphs):
+        return {"title": title, "paragraphs": [{"context": c, "qas": q} for c, q in paragraphs]}
+
+    squad = {"data": [
+        article("Eiffel", [
+            ("La tour Eiffel a été construite pour l'Exposition universelle de 1889.", [
+                {"id": "e1", "question": "Pour quel événement la tour a-t-elle été construite ?",
+                 "answers": [{"text": "l'Exposition universelle de 1889", "answer_start": 37}]}]),
+            ("Elle mesure environ 330 mètres et se trouve sur le Champ-de-Mars à Paris.", [
+                {"id": "e2", "question": "Où se trouve la tour ?", "answers": [{"text": "Paris", "answer_start": 67}]},
+                {"id": "e3", "question": "Qui a peint la Joconde ?", "answers": [], "is_impossible": True}]),
+        ]),
+        article("Loire", [("La Loire est le plus long fleuve de France.", [
+            {"id": "l1", "question": "Quel est le plus long fleuve de France ?",
+             "answers": [{"text": "La Loire", "answer_start": 0}]}])]),
+    ]}
+    path = tmp_path / "articles.json"
+    path.write_text(json.dumps(squad, ensure_ascii=False))
+    result = rag("eval-squad", str(path), "--documents", "--json", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["documents"] == 2 and scores["answerable"] == 3 and scores["unanswerable"] == 1
+    assert scores["recall@4"] == 1.0 and 0 <= scores["em"] <= scores["f1"] <= 1
+
+    english = {"data": [article("Eiffel", [("", [{"id": "e2", "question": "Where is the tower?", "answers": []}])])]}
+    questions = tmp_path / "english.json"
+    questions.write_text(json.dumps(english))
+    result = rag("eval-squad", str(path), "--documents", "--held-out", "--questions-from", str(questions), "--json",
+                 index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)  # only the first article is held out, and only e2 has an English question
+    assert scores["documents"] == 1 and scores["answerable"] == 1 and "unanswerable" not in scores
+
+
 def test_bad_setting_is_reported(index_dir):
     env_result = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "x"], capture_output=True, text=True,
                                 env={**os.environ, "RAG_TOP_K": "many"}, timeout=120)

@@ -16,9 +16,9 @@ from rag.index.store import CHUNKS, MANIFEST, VECTORS
 
 @pytest.fixture
 def fresh(pipeline, tmp_path) -> Pipeline:
-    """A pipeline sharing the loaded embedder, with its own index folder."""
-    other = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index"))
-    other.embedder = pipeline.embedder
+    """A pipeline sharing the loaded models, with its own index folder."""
+    other = pipeline.for_documents(pipeline.documents, tmp_path / "index")
+    assert other.embedder is pipeline.embedder and other.reader is pipeline.reader
     return other
 
 

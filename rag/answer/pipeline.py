@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rag.answer.language import detect_language
 from rag.chunking import DocumentSplitter
@@ -128,15 +129,28 @@ class Pipeline:
             if self.retriever is not None:
                 return
             self.embedder.warm_up()
-            builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
-            # The built-in reader was made from the built-in embedder: same tokenizer, same (frozen) embeddings.
-            reader = make_reader(self.settings, tokenizer=self.embedder.tokenizer if builtin else None)
-            reader.warm_up()
-            if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
-                log.info("The reader shares the embedder's word embeddings")
+            reader = self.reader or self._load_reader()
             index = self.load_index()
             self.reader = reader
             self.retriever = HybridRetriever(self.embedder, index, self.settings.candidates)
+
+    def _load_reader(self) -> ExtractiveReader:
+        builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
+        # The built-in reader was made from the built-in embedder: same tokenizer, same (frozen) embeddings.
+        reader = make_reader(self.settings, tokenizer=self.embedder.tokenizer if builtin else None)
+        reader.warm_up()
+        if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
+            log.info("The reader shares the embedder's word embeddings")
+        return reader
+
+    def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:
+        """A pipeline over other documents, with its own index, that shares
+        this one's loaded models (evaluating many documents loads them once)."""
+        self.warm_up()
+        other = Pipeline(replace(self.settings, index_dir=index_dir), documents)
+        other.embedder = self.embedder
+        other.reader = self.reader
+        return other
 
     def run(self, question: str, history: list[str] | None = None) -> Answer:
         """Answer ``question``; ``history`` holds the user's earlier questions,
