@@ -84,8 +84,10 @@ def test_eval_squad_reads_each_article_as_a_document(index_dir, tmp_path):
     ]}
     path = tmp_path / "articles.json"
     path.write_text(json.dumps(squad, ensure_ascii=False))
-    result = rag("eval-squad", str(path), "--documents", "--json", index_dir=index_dir)
+    untouched = tmp_path / "index"
+    result = rag("eval-squad", str(path), "--documents", "--json", index_dir=untouched)
     assert result.returncode == 0, result.stderr
+    assert not untouched.exists()  # the articles get their own indexes; the user's index is left alone
     scores = json.loads(result.stdout)
     assert scores["documents"] == 2 and scores["answerable"] == 3 and scores["unanswerable"] == 1
     assert scores["recall@4"] == 1.0 and 0 <= scores["em"] <= scores["f1"] <= 1

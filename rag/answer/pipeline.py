@@ -146,7 +146,9 @@ class Pipeline:
     def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:
         """A pipeline over other documents, with its own index, that shares
         this one's loaded models (evaluating many documents loads them once)."""
-        self.warm_up()
+        with self._lock:
+            self.embedder.warm_up()
+            self.reader = self.reader or self._load_reader()
         other = Pipeline(replace(self.settings, index_dir=index_dir), documents)
         other.embedder = self.embedder
         other.reader = self.reader
