@@ -46,8 +46,10 @@ class PassageIndex:
     def similarities(self, query_vector: np.ndarray, passages: list[int]) -> list[float]:
         """Cosine similarity of the query to each of ``passages`` (by number),
         including passages the dense search did not rank."""
-        vectors = np.stack([self.faiss_index.reconstruct(int(p)) for p in passages]) if passages else np.zeros((0, 1))
-        return [float(v) for v in vectors @ query_vector.astype(np.float32)] if passages else []
+        if not passages:
+            return []
+        vectors = np.stack([self.faiss_index.reconstruct(int(p)) for p in passages])
+        return [float(v) for v in vectors @ query_vector.astype(np.float32)]
 
 
 def _sha256(path: Path) -> str:

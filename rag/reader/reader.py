@@ -195,7 +195,7 @@ class ExtractiveReader:
         """
         if not passages:
             return []
-        priors = passage_priors or [0.0] * len(passages)
+        priors = [0.0] * len(passages) if passage_priors is None else passage_priors
         if len(priors) != len(passages):
             raise ValueError("passage_priors needs one value per passage")
         windows = make_windows(
