@@ -155,3 +155,23 @@ def test_unanswerable_copies_never_hold_the_answer():
             assert original.answers[0][0] not in copy.context
             same = any(e.context == copy.context and e.article_index == original.article_index for e in article)
             assert same == same_article
+
+
+def test_french_and_english_keeps_piaf_and_english_questions(tmp_path):
+    import json
+
+    from rag.reader.training_data import french_and_english
+
+    def squad(path, qas):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [
+            {"id": i, "question": q, "answers": []} for i, q in qas]}]}]}))
+
+    squad(tmp_path / "piaf" / "piaf-v1.0.json", [("p1", "Qui ?")])
+    squad(tmp_path / "xquad" / "xquad.en.json", [("x1", "Who?")])
+    examples = [QAExample(i, q, "c") for i, q in [
+        ("p1", "Qui ?"), ("p1-neg", "Qui ?"), ("x1", "Who?"), ("x1-en-de", "Who?"), ("x1", "Wer?"), ("es1", "¿Quién?"),
+    ]]
+    kept = french_and_english(examples, tmp_path)
+    expected = [("p1", "Qui ?"), ("p1-neg", "Qui ?"), ("x1", "Who?"), ("x1-en-de", "Who?")]
+    assert [(e.id, e.question) for e in kept] == expected

@@ -20,7 +20,7 @@ import numpy as np
 
 from rag.reader.evaluate import fit_calibration, predict_all, score
 from rag.reader.squad import QAExample
-from rag.reader.training_data import load_mix
+from rag.reader.training_data import french_and_english, load_mix
 from rag.reader.windows import make_windows, span_labels
 
 log = logging.getLogger("rag.train")
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--french-repeats", type=int, default=3, help="times PIAF is seen per epoch")
     parser.add_argument("--same-article-negatives", type=float, default=0.0,
                         help="share of PIAF/XQuAD-en questions also asked of another paragraph of their article")
+    parser.add_argument("--french-and-english", action="store_true",
+                        help="train only on PIAF and English questions (and their unanswerable copies)")
     parser.add_argument("--init", metavar="FOLDER", help="start from an exported reader (e.g. rag/models/reader)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training examples (smoke runs)")
     parser.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.calibrate:
         calibrate(Path(args.calibrate), Path(args.base), evaluation, device, out / "assembled")
         return
+    if args.french_and_english:
+        train = french_and_english(train, args.data_dir)
     if args.limit:
         train = train[: args.limit]
     tokenizer = AutoTokenizer.from_pretrained(args.base)

@@ -125,3 +125,13 @@ def load_mix(
         )
     rng.shuffle(train)
     return train, evaluation
+
+
+def french_and_english(examples: list[QAExample], data_dir: str | Path) -> list[QAExample]:
+    """Only the examples in the documents' two languages: PIAF (French) and
+    every English question (XQuAD-en, English questions on other languages'
+    paragraphs), with their unanswerable copies."""
+    data_dir = Path(data_dir)
+    english = {e.question for e in load_squad(data_dir / "xquad" / "xquad.en.json")}
+    french = {e.id for e in load_squad(data_dir / "piaf" / "piaf-v1.0.json")}
+    return [e for e in examples if e.question in english or e.id.split("-")[0] in french]
