@@ -128,27 +128,27 @@ class Pipeline:
         with self._lock:
             if self.retriever is not None:
                 return
-            self.embedder.warm_up()
-            reader = self.reader or self._load_reader()
-            index = self.load_index()
-            self.reader = reader
-            self.retriever = HybridRetriever(self.embedder, index, self.settings.candidates)
+            self._load_models()
+            self.retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
 
-    def _load_reader(self) -> ExtractiveReader:
+    def _load_models(self) -> None:
+        """The embedder, then the reader unless one is already set (the caller holds the lock)."""
+        self.embedder.warm_up()
+        if self.reader is not None:
+            return
         builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
         # The built-in reader was made from the built-in embedder: same tokenizer, same (frozen) embeddings.
         reader = make_reader(self.settings, tokenizer=self.embedder.tokenizer if builtin else None)
         reader.warm_up()
         if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
             log.info("The reader shares the embedder's word embeddings")
-        return reader
+        self.reader = reader
 
     def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:
         """A pipeline over other documents, with its own index, that shares
         this one's loaded models (evaluating many documents loads them once)."""
         with self._lock:
-            self.embedder.warm_up()
-            self.reader = self.reader or self._load_reader()
+            self._load_models()
         other = Pipeline(replace(self.settings, index_dir=index_dir), documents)
         other.embedder = self.embedder
         other.reader = self.reader

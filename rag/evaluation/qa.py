@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import Pipeline
+from rag.reader.evaluate import latency_percentiles
 from rag.reader.squad import best_scores, normalize_answer
 
 BUILTIN_SETS = ("extra_qa.jsonl", "followups.jsonl")
@@ -83,8 +84,7 @@ def evaluate(pipeline: Pipeline, items: list[QAItem]) -> dict:
             f"recall@{pipeline.settings.top_k}": _mean(metrics["recall"]),
             "unanswerable": len(metrics["abstained"]),
             "abstained": int(sum(metrics["abstained"])),
-            "latency_ms_p50": float(np.percentile(metrics["seconds"], 50) * 1000),
-            "latency_ms_p95": float(np.percentile(metrics["seconds"], 95) * 1000),
+            **latency_percentiles(metrics["seconds"]),
         }
     return {"summary": summary, "questions": rows}
 

@@ -48,10 +48,15 @@ def score(predictions: list[ReaderPrediction], calibration: Calibration | None, 
     if answerable and unanswerable:
         result["has_answer_f1"] = float(np.mean([f1[i] for i in answerable]))
     if predictions:
-        milliseconds = np.array([p.seconds for p in predictions]) * 1000
-        result["latency_ms_p50"] = float(np.percentile(milliseconds, 50))
-        result["latency_ms_p95"] = float(np.percentile(milliseconds, 95))
+        result.update(latency_percentiles([p.seconds for p in predictions]))
     return result
+
+
+def latency_percentiles(seconds: list[float]) -> dict[str, float]:
+    """Median and 95th percentile of per-question times, in milliseconds."""
+    milliseconds = np.array(seconds) * 1000
+    return {"latency_ms_p50": float(np.percentile(milliseconds, 50)),
+            "latency_ms_p95": float(np.percentile(milliseconds, 95))}
 
 
 def fit_calibration(predictions: list[ReaderPrediction]) -> Calibration:
