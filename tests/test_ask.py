@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -122,6 +123,50 @@ def test_concurrent_questions_give_the_same_answers(pipeline, dev_questions):
     for t in threads:
         t.join()
     assert all(results[i] == expected[i % len(questions)] for i in range(12))
+
+
+
+def test_embedder_and_reader_share_their_tokenizer_safely(pipeline, monkeypatch):
+    """A fast tokenizer keeps its truncation settings from call to call; the
+    embedder and the reader share one and use different settings. A pause
+    after each settings change widens the race so that, unguarded, the two
+    threads encode with each other's settings within a few calls."""
+    tokenizer = pipeline.reader.tokenizer
+    assert tokenizer is pipeline.embedder.tokenizer
+    passages = [c.chunk.text for c in pipeline.retriever.run(["Qui a fondé Mistral ?"], 4)]
+    question = "Who founded Mistral AI, and when?"
+    reference = [(w.input_ids, w.offsets.tolist()) for w in pipeline.reader.windows(question, passages)]
+    set_settings = tokenizer.set_truncation_and_padding
+
+    def slow_set_settings(*args, **kwargs):
+        set_settings(*args, **kwargs)
+        time.sleep(0.002)
+
+    monkeypatch.setattr(tokenizer, "set_truncation_and_padding", slow_set_settings)
+    errors: list[str] = []
+    done = threading.Event()
+
+    def embed() -> None:
+        while not done.is_set():
+            try:
+                pipeline.embedder.embed_queries(["Qui a fondé Mistral ?"])
+            except Exception as error:  # noqa: BLE001 - any failure is what the test looks for
+                errors.append(repr(error))
+
+    embedding = threading.Thread(target=embed)
+    embedding.start()
+    mismatches = 0
+    try:
+        for _ in range(40):
+            try:
+                windows = pipeline.reader.windows(question, passages)
+                mismatches += [(w.input_ids, w.offsets.tolist()) for w in windows] != reference
+            except Exception as error:  # noqa: BLE001
+                errors.append(repr(error))
+    finally:
+        done.set()
+        embedding.join()
+    assert (mismatches, errors) == (0, [])
 
 
 def test_language_detection():

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embedding.materialize import MANIFEST, materialize_embedder
+from rag.embedding.tokenizer_lock import tokenizer_lock
 from rag.embedding.weights import compute_in_fp32
 from rag.settings import BUILTIN
 
@@ -75,9 +76,10 @@ class Embedder:
     def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
         self.warm_up()
         prompt_name = prompt if prompt in (self._model.prompts or {}) else None
-        vectors = self._model.encode(
-            texts, prompt_name=prompt_name, normalize_embeddings=True, convert_to_numpy=True, batch_size=16
-        )
+        with tokenizer_lock(self._model.tokenizer):  # encode() tokenizes batch by batch
+            vectors = self._model.encode(
+                texts, prompt_name=prompt_name, normalize_embeddings=True, convert_to_numpy=True, batch_size=16
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:

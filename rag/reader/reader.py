@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.embedding.tokenizer_lock import tokenizer_lock
 from rag.embedding.weights import compute_in_fp32
 from rag.reader.windows import Window, make_windows
 
@@ -183,6 +184,14 @@ class ExtractiveReader:
                 results.append((starts[row, :n], ends[row, :n]))
         return results
 
+    def windows(self, question: str, passages: list[str]) -> list[Window]:
+        """The model inputs for ``question`` on each passage."""
+        with tokenizer_lock(self.tokenizer):
+            return make_windows(
+                self.tokenizer, [question] * len(passages), passages,
+                self.max_length, self.stride, self.max_question_tokens,
+            )
+
     def run(
         self, question: str, passages: list[str], top_k: int = 5, passage_priors: list[float] | None = None
     ) -> list[Span]:
@@ -198,10 +207,7 @@ class ExtractiveReader:
         priors = [0.0] * len(passages) if passage_priors is None else passage_priors
         if len(priors) != len(passages):
             raise ValueError("passage_priors needs one value per passage")
-        windows = make_windows(
-            self.tokenizer, [question] * len(passages), passages,
-            self.max_length, self.stride, self.max_question_tokens,
-        )
+        windows = self.windows(question, passages)
         spans: dict[tuple[int, int, int], Span] = {}
         for window, (start_logits, end_logits) in zip(windows, self.logits(windows)):
             text = passages[window.example_index]
