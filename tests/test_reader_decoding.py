@@ -175,3 +175,27 @@ def test_french_and_english_keeps_piaf_and_english_questions(tmp_path):
     kept = french_and_english(examples, tmp_path)
     expected = [("p1", "Qui ?"), ("p1-neg", "Qui ?"), ("x1", "Who?"), ("x1-en-de", "Who?")]
     assert [(e.id, e.question) for e in kept] == expected
+
+
+def test_distillation_loss_is_zero_only_where_the_student_matches_the_teacher(tiny_reader):
+    import torch
+
+    from rag.reader.train import distillation_loss
+
+    model = tiny_reader.model
+    ids = torch.randint(5, 1000, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0
+    with torch.no_grad():
+        teacher = model(input_ids=ids, attention_mask=mask)
+        student = model(input_ids=ids, attention_mask=mask)
+        every_row = torch.tensor([True, True, True])
+        assert distillation_loss(student, teacher, mask, every_row).item() == pytest.approx(0.0, abs=1e-6)
+        student.start_logits[0, 3] += 5.0
+        assert distillation_loss(student, teacher, mask, every_row).item() > 0.01
+        # Only the selected rows count, and padding never does.
+        assert distillation_loss(student, teacher, mask, torch.tensor([False, True, True])).item() == pytest.approx(
+            0.0, abs=1e-6)
+        student.start_logits[2, 10] += 50.0
+        assert distillation_loss(student, teacher, mask, torch.tensor([False, False, True])).item() == pytest.approx(
+            0.0, abs=1e-6)

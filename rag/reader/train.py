@@ -29,7 +29,8 @@ FROZEN = "bert.embeddings.word_embeddings.weight"
 
 
 def featurize(tokenizer, examples: list[QAExample], max_length: int, stride: int, max_question_tokens: int):
-    """(input ids, start token, end token) per window; (0, 0) means "no answer here"."""
+    """(input ids, start token, end token, answerable question) per window;
+    (0, 0) means "no answer here"."""
     features = []
     for begin in range(0, len(examples), 2000):
         chunk = examples[begin : begin + 2000]
@@ -44,7 +45,7 @@ def featurize(tokenizer, examples: list[QAExample], max_length: int, stride: int
                 labels = span_labels(window, start, start + len(text))
             else:
                 labels = (0, 0)
-            features.append((window.input_ids, *labels))
+            features.append((window.input_ids, *labels, example.answerable))
     return features
 
 
@@ -58,15 +59,31 @@ def batches(features, batch_size: int, epoch: int, seed: int):
 def collate(batch, pad_id: int):
     import torch
 
-    width = max(len(ids) for ids, _, _ in batch)
+    width = max(len(features[0]) for features in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (tokens, _, _) in enumerate(batch):
+    for row, (tokens, *_) in enumerate(batch):
         ids[row, : len(tokens)] = torch.tensor(tokens)
         mask[row, : len(tokens)] = 1
-    starts = torch.tensor([s for _, s, _ in batch])
-    ends = torch.tensor([e for _, _, e in batch])
-    return ids, mask, starts, ends
+    starts = torch.tensor([features[1] for features in batch])
+    ends = torch.tensor([features[2] for features in batch])
+    answerable = torch.tensor([features[3] for features in batch])
+    return ids, mask, starts, ends, answerable
+
+
+def distillation_loss(student, teacher, mask, rows):
+    """KL divergence from the teacher's start and end distributions to the
+    student's, over the ``rows`` selected (padding excluded)."""
+    import torch.nn.functional as F
+
+    if not rows.any():
+        return student.start_logits.new_zeros(())
+    losses = []
+    for name in ("start_logits", "end_logits"):
+        s = getattr(student, name)[rows].float().masked_fill(mask[rows] == 0, -1e4)
+        t = getattr(teacher, name)[rows].float().masked_fill(mask[rows] == 0, -1e4)
+        losses.append(F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean"))
+    return (losses[0] + losses[1]) / 2
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -75,6 +92,16 @@ def save_atomic(obj, path: Path) -> None:
     temporary = path.with_suffix(".tmp")
     torch.save(obj, temporary)
     os.replace(temporary, path)
+
+
+def load_exported(folder: Path) -> dict:
+    """The weights of a reader exported by :func:`export_reader` (all but the frozen embeddings)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    if FROZEN in state or not any(k.startswith("qa_outputs.") for k in state):
+        raise ValueError(f"{folder} is not a reader exported by this script")
+    return state
 
 
 def export_reader(model, target: Path, card: dict) -> None:
@@ -111,12 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--french-and-english", action="store_true",
                         help="train only on PIAF and English questions (and their unanswerable copies)")
     parser.add_argument("--init", metavar="FOLDER", help="start from an exported reader (e.g. rag/models/reader)")
+    parser.add_argument("--distill", type=float, default=0.0, metavar="WEIGHT",
+                        help="with --init, keep the answerable questions' start/end distributions close to the "
+                             "initial reader's (KL divergence of this weight), so new negatives shift only the rest")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training examples (smoke runs)")
     parser.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--calibrate", metavar="FOLDER", help="only evaluate and calibrate an exported reader")
     args = parser.parse_args(argv)
+    if args.distill and not args.init:
+        parser.error("--distill needs --init: the reader to stay close to")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     import torch
@@ -161,13 +193,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     step = 0
     checkpoint = out / "checkpoint.pt"
-    if args.init and not checkpoint.exists():
-        from safetensors.torch import load_file
-
-        missing, _ = model.load_state_dict(load_file(str(Path(args.init) / "model.safetensors")), strict=False)
-        if set(missing) != {FROZEN}:
-            raise ValueError(f"{args.init} is not a reader exported by this script (missing {missing})")
-        log.info("starting from the reader in %s", args.init)
+    teacher = None
+    if args.init:
+        initial = load_exported(Path(args.init))
+        if not checkpoint.exists():
+            model.load_state_dict(initial, strict=False)
+            log.info("starting from the reader in %s", args.init)
+        if args.distill:
+            teacher = AutoModelForQuestionAnswering.from_pretrained(args.base, dtype=torch.float32).to(device)
+            teacher.load_state_dict(initial, strict=False)
+            teacher.eval().requires_grad_(False)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"], strict=False)
@@ -191,16 +226,21 @@ def main(argv: list[str] | None = None) -> None:
         for index, batch in enumerate(batches(features, args.batch_size, epoch, args.seed)):
             if index < skip:
                 continue
-            ids, mask, starts, ends = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+            ids, mask, starts, ends, answerable = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
             with autocast:
                 output = model(input_ids=ids, attention_mask=mask, start_positions=starts, end_positions=ends)
-            output.loss.backward()
+                loss = output.loss
+                if teacher is not None:
+                    with torch.no_grad():
+                        reference = teacher(input_ids=ids, attention_mask=mask)
+                    loss = loss + args.distill * distillation_loss(output, reference, mask, answerable)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            running.append(output.loss.item())
+            running.append(loss.item())
             if step % 50 == 0 or step == total_steps:
                 entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(np.mean(running)),
                          "lr": scheduler.get_last_lr()[0], "minutes": round((time.time() - began) / 60, 2)}
