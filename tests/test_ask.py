@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rag import Pipeline
 from rag.answer.language import detect_language
-from rag.evaluation.qa import load_questions
+from rag.evaluation.qa import QAItem, evaluate, load_questions
 from rag.reader.squad import best_scores, normalize_answer
 
 
@@ -55,6 +55,19 @@ def test_follow_up_questions_use_the_history(pipeline):
     with_history = [best_scores(pipeline.run(i.question, i.history).text, i.answers)[1] for i in items]
     assert {i.lang for i in items} == {"en", "fr"} and len(items) >= 6
     assert np.mean(with_history) >= 0.5
+
+
+def test_eval_scores_a_follow_up_and_its_standalone_rewrite_apart(pipeline):
+    follow_up = QAItem("f", "fr", "Et qui est le directeur de la technologie ?", ["Timothée Lacroix"], True,
+                       history=["Qui a fondé Mistral ?"],
+                       standalone="Qui est le directeur de la technologie de Mistral ?")
+    plain = QAItem("p", "fr", "Où la jeune pousse est-elle établie ?", ["Paris"], True)
+    report = evaluate(pipeline, [follow_up, plain])
+    alone = best_scores(pipeline.run(follow_up.standalone).text, follow_up.answers)[1]
+    with_history = best_scores(pipeline.run(follow_up.question, follow_up.history).text, follow_up.answers)[1]
+    assert [row["standalone_f1"] for row in report["questions"]] == [alone, None]
+    assert report["questions"][0]["f1"] == with_history
+    assert report["summary"]["fr"]["standalone_f1"] == alone
 
 
 def test_blank_or_odd_history_entries_are_skipped(pipeline):

@@ -1,6 +1,8 @@
 """End-to-end evaluation on a JSONL question set (the ``dev_qa.jsonl`` format:
 ``id``, ``lang``, ``question``, ``answers``, ``answerable``, and optionally
-``history``, the earlier questions of a conversation)."""
+``history``, the earlier questions of a conversation, and ``standalone``, the
+same question with what it refers to spelled out, asked without history so
+that the report can tell follow-up handling errors from reader errors)."""
 from __future__ import annotations
 
 import json
@@ -27,6 +29,7 @@ class QAItem:
     answers: list[str]
     answerable: bool
     history: list[str] = field(default_factory=list)
+    standalone: str | None = None
 
 
 def load_questions(path: str | Path) -> list[QAItem]:
@@ -43,7 +46,7 @@ def load_questions(path: str | Path) -> list[QAItem]:
                 items.append(QAItem(
                     id=record["id"], lang=record.get("lang", "?"), question=record["question"],
                     answers=list(record.get("answers", [])), answerable=bool(record.get("answerable", True)),
-                    history=list(record.get("history", [])),
+                    history=list(record.get("history", [])), standalone=record.get("standalone"),
                 ))
             except (ValueError, KeyError) as error:
                 raise ValueError(f"{path}, line {number}: {error}") from None
@@ -53,7 +56,8 @@ def load_questions(path: str | Path) -> list[QAItem]:
 def evaluate(pipeline: Pipeline, items: list[QAItem]) -> dict:
     """EM/F1 per language on answerable questions (an abstention scores 0),
     abstentions on unanswerable ones, recall@k of the retrieved passages
-    (a gold answer inside one of them), and latency."""
+    (a gold answer inside one of them), latency, and for follow-ups with a
+    ``standalone`` rewrite, the F1 of that rewrite asked on its own."""
     pipeline.warm_up()
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     rows = []
@@ -64,9 +68,14 @@ def evaluate(pipeline: Pipeline, items: list[QAItem]) -> dict:
         em, f1 = best_scores(answer.text, item.answers if item.answerable else [])
         retrieved = " ".join(normalize_answer(s.text) for s in answer.sources)
         recall = any(normalize_answer(a) in retrieved for a in item.answers) if item.answerable else None
+        standalone_f1 = None
+        if item.standalone and item.answerable:
+            standalone_f1 = best_scores(pipeline.run(item.standalone).text, item.answers)[1]
         for group in (item.lang, "all"):
             metrics = groups[group]
             metrics["seconds"].append(seconds)
+            if standalone_f1 is not None:
+                metrics["standalone_f1"].append(standalone_f1)
             if item.answerable:
                 metrics["em"].append(em)
                 metrics["f1"].append(f1)
@@ -74,7 +83,7 @@ def evaluate(pipeline: Pipeline, items: list[QAItem]) -> dict:
             else:
                 metrics["abstained"].append(not answer.answered)
         rows.append({"id": item.id, "question": item.question, "answer": answer.text, "score": answer.score,
-                     "gold": item.answers, "f1": f1, "recall": recall})
+                     "gold": item.answers, "f1": f1, "recall": recall, "standalone_f1": standalone_f1})
     summary = {}
     for group, metrics in groups.items():
         summary[group] = {
@@ -84,6 +93,7 @@ def evaluate(pipeline: Pipeline, items: list[QAItem]) -> dict:
             f"recall@{pipeline.settings.top_k}": _mean(metrics["recall"]),
             "unanswerable": len(metrics["abstained"]),
             "abstained": int(sum(metrics["abstained"])),
+            "standalone_f1": _mean(metrics["standalone_f1"]),
             **latency_percentiles(metrics["seconds"]),
         }
     return {"summary": summary, "questions": rows}
@@ -100,6 +110,8 @@ def format_report(report: dict) -> str:
         parts = [f"{group:>4}"]
         if m["answerable"]:
             parts.append(f"EM {m['em']:.3f}  F1 {m['f1']:.3f}  {recall_key} {m[recall_key]:.3f}  (n={m['answerable']})")
+        if m["standalone_f1"] is not None:
+            parts.append(f"standalone F1 {m['standalone_f1']:.3f}")
         if m["unanswerable"]:
             parts.append(f"abstained {m['abstained']}/{m['unanswerable']}")
         parts.append(f"latency p50 {m['latency_ms_p50']:.0f} ms p95 {m['latency_ms_p95']:.0f} ms")
