@@ -199,3 +199,32 @@ def test_distillation_loss_is_zero_only_where_the_student_matches_the_teacher(ti
         student.start_logits[2, 10] += 50.0
         assert distillation_loss(student, teacher, mask, torch.tensor([False, False, True])).item() == pytest.approx(
             0.0, abs=1e-6)
+
+
+def test_interpolated_reader_lies_between_its_two_ends(tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from rag.reader.interpolate import interpolate
+
+    ends = {}
+    for name, value in (("start", 1.0), ("tuned", 3.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        save_file({"w": torch.full((2, 2), value, dtype=torch.float16)}, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text("{}")
+        (folder / "reader.json").write_text(json.dumps({"calibration": {"offset": 0, "scale": 1}}))
+        ends[name] = folder
+    for alpha, expected in ((0.0, 1.0), (0.25, 1.5), (1.0, 3.0)):
+        out = interpolate(ends["start"], ends["tuned"], alpha, tmp_path / f"mix-{alpha}")
+        weight = load_file(str(out / "model.safetensors"))["w"]
+        assert weight.dtype == torch.float16 and torch.all(weight == expected)
+        card = json.loads((out / "reader.json").read_text())
+        assert card["interpolated"]["alpha"] == alpha and "calibration" not in card
+    save_file({"w": torch.zeros(3)}, str(ends["tuned"] / "model.safetensors"))
+    with pytest.raises(ValueError, match="not the same architecture"):
+        interpolate(ends["start"], ends["tuned"], 0.5, tmp_path / "bad")
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate(ends["start"], ends["start"], 1.5, tmp_path / "bad")
