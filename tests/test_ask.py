@@ -138,7 +138,6 @@ def test_concurrent_questions_give_the_same_answers(pipeline, dev_questions):
     assert all(results[i] == expected[i % len(questions)] for i in range(12))
 
 
-
 def test_embedder_and_reader_share_their_tokenizer_safely(pipeline, monkeypatch):
     """A fast tokenizer keeps its truncation settings from call to call; the
     embedder and the reader share one and use different settings. A pause
