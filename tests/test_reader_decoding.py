@@ -2,6 +2,7 @@
 answers mean nothing; the decoding around it must still be exact)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -158,8 +159,6 @@ def test_unanswerable_copies_never_hold_the_answer():
 
 
 def test_french_and_english_keeps_piaf_and_english_questions(tmp_path):
-    import json
-
     from rag.reader.training_data import french_and_english
 
     def squad(path, qas):
@@ -202,8 +201,6 @@ def test_distillation_loss_is_zero_only_where_the_student_matches_the_teacher(ti
 
 
 def test_interpolated_reader_lies_between_its_two_ends(tmp_path):
-    import json
-
     import torch
     from safetensors.torch import load_file, save_file
 
