@@ -179,10 +179,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        documents = [load_document(path) for path in args.documents] or None
+        pipeline = Pipeline(documents=[load_document(path) for path in args.documents] or None)
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    app = build_app(Pipeline(documents=documents))
+    app = build_app(pipeline)
     app.queue(default_concurrency_limit=2, max_size=64)
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 

@@ -53,6 +53,10 @@ def command_setup(args) -> int:
 def command_index(args) -> int:
     pipeline = make_pipeline(args)
     index = pipeline.load_index(rebuild=args.rebuild)
+    if pipeline.store.load(pipeline.index_key()) is None:
+        print(f"error: the index could not be saved in {pipeline.settings.index_dir} (see the warning above)",
+              file=sys.stderr)
+        return 1
     print(f"{len(index.chunks)} passages from {len(pipeline.documents)} document(s) in {pipeline.settings.index_dir}")
     return 0
 

@@ -47,6 +47,21 @@ def parse_document(raw: str, doc_id: str, title: str | None = None) -> Document:
     return Document(id=doc_id, title=title or doc_id, text=text, date=date)
 
 
+def check_documents(documents: list[Document]) -> None:
+    """A pipeline needs something to read, and an answer names its document by
+    id, so two documents with one id would make that name ambiguous."""
+    if not documents:
+        raise ValueError("There are no documents to answer from: give at least one.")
+    seen: set[str] = set()
+    for document in documents:
+        if document.id in seen:
+            raise ValueError(
+                f"Two documents have the id {document.id!r} (a file's name without its folder and suffix): "
+                "rename one, or give the same document only once."
+            )
+        seen.add(document.id)
+
+
 def load_document(path: str | Path) -> Document:
     path = Path(path)
     try:

@@ -106,3 +106,21 @@ def test_bad_setting_is_reported(index_dir):
     env_result = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "x"], capture_output=True, text=True,
                                 env={**os.environ, "RAG_TOP_K": "many"}, timeout=120)
     assert env_result.returncode == 2 and "RAG_TOP_K" in env_result.stderr
+
+
+def test_two_documents_with_one_name_are_refused(index_dir, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "notes.txt").write_text(f"Note {folder}.", encoding="utf-8")
+    result = rag("--document", str(tmp_path / "a" / "notes.txt"), "--document", str(tmp_path / "b" / "notes.txt"),
+                 "ask", "Quoi ?", index_dir=index_dir)
+    assert result.returncode == 2
+    assert "'notes'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_index_reports_a_folder_it_cannot_write(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = rag("index", index_dir=blocker / "index")
+    assert result.returncode == 1
+    assert "could not be saved" in result.stderr and "Traceback" not in result.stderr

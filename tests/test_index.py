@@ -95,3 +95,21 @@ def test_new_documents_are_indexed(fresh):
     assert any(c.doc_id == "note" for c in index.chunks)
     vectors = np.array([index.faiss_index.reconstruct(i) for i in range(index.faiss_index.ntotal)])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_documents_must_exist_and_have_distinct_ids(settings):
+    note = Document(id="note", title="note", text="Une note.")
+    with pytest.raises(ValueError, match="no documents"):
+        Pipeline(settings, [])
+    with pytest.raises(ValueError, match="'note'"):
+        Pipeline(settings, [note, replace(note, text="Une autre note.")])
+
+
+def test_an_unwritable_index_folder_costs_only_the_saving(pipeline, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    other = pipeline.for_documents(pipeline.documents, blocker / "index")
+    with caplog.at_level(logging.WARNING):
+        answer = other.run("Qui a fondé Mistral ?")
+    assert "Could not save the index" in caplog.text and "RAG_INDEX_DIR" in caplog.text
+    assert answer.sources and not (blocker / "index").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rag.answer.language import detect_language
 from rag.chunking import DocumentSplitter
-from rag.documents import Document, default_documents
+from rag.documents import Document, check_documents, default_documents
 from rag.embedding import Embedder
 from rag.embedding.weights import share_word_embeddings
 from rag.index import IndexStore, PassageIndex
@@ -96,6 +96,7 @@ class Pipeline:
     def __init__(self, settings: Settings | None = None, documents: list[Document] | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.documents = documents if documents is not None else default_documents()
+        check_documents(self.documents)
         self.splitter = DocumentSplitter(self.settings.chunk_size, self.settings.chunk_overlap)
         self.embedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
         self.store = IndexStore(self.settings.index_dir)

@@ -106,11 +106,23 @@ class IndexStore:
         return PassageIndex(chunks, faiss_index)
 
     def save(self, chunks: list[Chunk], vectors: np.ndarray, built_from: dict) -> PassageIndex:
+        """The index of ``vectors``, written to the folder. A folder that cannot
+        be written costs only the saving: the index is used from memory."""
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         faiss_index = faiss.IndexFlatIP(vectors.shape[1])
         faiss_index.add(vectors)
+        try:
+            self._write(faiss_index, chunks, built_from)
+        except OSError as error:
+            log.warning("Could not save the index in %s (%s); using it from memory. Set RAG_INDEX_DIR "
+                        "(or --index-dir) to a writable folder to keep it between runs.", self.folder, error)
+        return PassageIndex(chunks, faiss_index)
+
+    def _write(self, faiss_index, chunks: list[Chunk], built_from: dict) -> None:
+        import faiss
+
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             (self.folder / MANIFEST).unlink(missing_ok=True)  # the old manifest no longer describes the files
@@ -128,4 +140,3 @@ class IndexStore:
                 },
             }
             _write_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=2).encode())
-        return PassageIndex(chunks, faiss_index)
