@@ -79,6 +79,24 @@ def test_abstention_is_said_plainly(client, server, pipeline):
         app.close()
 
 
+def test_html_in_a_document_is_shown_as_text(pipeline, tmp_path):
+    from rag.documents import parse_document
+    from ui import build_app
+
+    document = parse_document("Le siège de <b>Zorblax</b> est à Lyon. <script>alert(1)</script> "
+                              "L'entreprise <i>Zorblax</i> vend des lampes.", "html-note")
+    app = build_app(pipeline.for_documents([document], tmp_path / "index"))
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        reply = Client(url, verbose=False).predict("Que vend Zorblax ?", api_name="/ask")
+    finally:
+        app.close()
+    assert "<mark>" in reply  # the passage is shown, with the answer highlighted
+    for tag in ("<b>", "<script>", "<i>"):
+        assert tag not in reply
+    assert "&#60;script&#62;" in reply  # the document's markup is shown as typed
+
+
 def test_empty_message_gets_a_friendly_reply(client):
     assert "type a question" in client.predict("   ", api_name="/ask")
 
