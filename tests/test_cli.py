@@ -124,3 +124,10 @@ def test_index_reports_a_folder_it_cannot_write(tmp_path):
     result = rag("index", index_dir=blocker / "index")
     assert result.returncode == 1
     assert "could not be saved" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cold_start_is_counted_from_spawn_to_answer():
+    from rag.evaluation.bench import cold_start
+
+    spawn_to_answer, in_process = cold_start("Qui a fondé Mistral ?")
+    assert spawn_to_answer >= in_process > 0  # the child's own count starts after its interpreter
