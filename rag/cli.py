@@ -54,7 +54,7 @@ def command_setup(args) -> int:
 def command_index(args) -> int:
     pipeline = make_pipeline(args)
     index = pipeline.load_index(rebuild=args.rebuild)
-    if pipeline.store.load(pipeline.index_key()) is None:
+    if not index.saved:
         print(f"error: the index could not be saved in {pipeline.settings.index_dir} (see the warning above)",
               file=sys.stderr)
         return 1

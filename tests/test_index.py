@@ -43,7 +43,7 @@ def test_the_date_line_is_metadata():
 def test_round_trip(fresh):
     built = fresh.load_index()
     loaded = fresh.store.load(fresh.index_key())
-    assert loaded is not None
+    assert loaded is not None and built.saved and loaded.saved
     assert loaded.chunks == built.chunks
     assert loaded.faiss_index.ntotal == len(built.chunks)
     query = fresh.embedder.embed_queries(["Qui a fondé Mistral ?"])[0]
@@ -113,3 +113,4 @@ def test_an_unwritable_index_folder_costs_only_the_saving(pipeline, tmp_path, ca
         answer = other.run("Qui a fondé Mistral ?")
     assert "Could not save the index" in caplog.text and "RAG_INDEX_DIR" in caplog.text
     assert answer.sources and not (blocker / "index").exists()
+    assert not other.retriever.index.saved

@@ -34,6 +34,7 @@ class PassageIndex:
 
     chunks: list[Chunk]
     faiss_index: object
+    saved: bool = True  # False when the folder could not be written and the index lives in memory only
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(passage number, cosine similarity) pairs, best first."""
@@ -118,6 +119,7 @@ class IndexStore:
         except OSError as error:
             log.warning("Could not save the index in %s (%s); using it from memory. Set RAG_INDEX_DIR "
                         "(or --index-dir) to a writable folder to keep it between runs.", self.folder, error)
+            return PassageIndex(chunks, faiss_index, saved=False)
         return PassageIndex(chunks, faiss_index)
 
     def _write(self, faiss_index, chunks: list[Chunk], built_from: dict) -> None:
