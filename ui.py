@@ -1,9 +1,10 @@
-"""The web chat: ``python ui.py`` (options: ``--host``, ``--port``, ``--share``).
+"""The web chat: ``python ui.py`` (options: ``--host``, ``--port``, ``--document``, ``--share``).
 
 Every answer shows the exact words of the document in bold, the confidence,
-and the passage it came from with the answer highlighted in place. The chat
-function is also an API endpoint, ``/ask``, and ``/ask_json`` returns the
-answer as data and takes the conversation's earlier questions::
+and the passage it came from with the answer highlighted in place; the other
+passages read are listed, collapsed, under it. The chat function is also an
+API endpoint, ``/ask``, and ``/ask_json`` returns the answer as data and takes
+the conversation's earlier questions::
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
@@ -16,11 +17,20 @@ import argparse
 import logging
 import os
 import threading
+from typing import Any
 
-import gradio as gr
+# The chat runs offline: Gradio reports nothing to its servers unless the user asks for it.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from rag.answer import Answer, Pipeline
-from rag.documents import load_document
+import gradio as gr  # noqa: E402
+from gradio.components.api_component import Api  # noqa: E402
+
+from rag.answer import Answer, Pipeline  # noqa: E402
+from rag.answer.language import detect_language  # noqa: E402
+from rag.answer.pipeline import clean_question  # noqa: E402
+from rag.answer.wording import both_languages, percent, quoted_note, words_for  # noqa: E402
+from rag.documents import load_document  # noqa: E402
+from rag.settings import Settings  # noqa: E402
 
 log = logging.getLogger("rag.ui")
 
@@ -30,25 +40,56 @@ EXAMPLES = [
     "Which Microsoft cloud will host Mistral Large?",
     "Quel robot conversationnel Mistral a-t-elle dévoilé ?",
 ]
-MESSAGES = {
-    "en": {
-        "no_answer": "The document does not say.",
-        "confidence": "confidence",
-        "source": "Source passage",
-        "empty": "Please type a question about the document.",
-        "loading": "The models are still loading; please try again in a few seconds.",
-        "read": "Passages read",
-    },
-    "fr": {
-        "no_answer": "Le document ne le dit pas.",
-        "confidence": "confiance",
-        "source": "Passage source",
-        "empty": "Veuillez poser une question sur le document.",
-        "loading": "Les modèles se chargent encore ; réessayez dans quelques secondes.",
-        "read": "Passages lus",
-    },
-}
 
+# Colours set for both themes (Gradio follows the system's dark setting): the
+# highlighted answer must stay readable on either background. One selector a
+# rule: when Gradio scopes the page style, it moves .dark out of the first
+# selector of a list only.
+CSS = """
+#rag-header h2 { font-size: 1.3rem; margin: 0 0 .2rem 0; }
+#rag-header p { margin: 0; font-size: .9rem; }
+.rag-reply mark { background: #fde68a; color: #1c1917; padding: 0 .15em; border-radius: 3px; }
+.dark .rag-reply mark { background: #a16207; color: #fefce8; }
+.rag-reply small { color: #52525b; }
+.dark .rag-reply small { color: #d4d4d8; }
+.rag-reply blockquote { margin: .4em 0; }
+.rag-reply details > summary { cursor: pointer; }
+#rag-buttons { flex-wrap: nowrap; }
+@media (max-width: 640px) {
+  #rag-chat { height: calc(100dvh - 390px) !important; }
+  #rag-header p { font-size: .8rem; }
+}
+"""
+
+# Two things Gradio's chat does not do by itself. Screen readers are given each
+# message's text, where Gradio's aria-label holds its raw HTML. And a new answer
+# is scrolled to its start, not its end: on a phone a long reply would
+# otherwise hide its first line, the answer, above the fold.
+HEAD = """
+<script>
+(() => {
+  const tidy = () => {
+    const shown = document.querySelectorAll("[data-testid='bot'], [data-testid='user']");
+    let changed = null;
+    shown.forEach((message) => {
+      const who = message.dataset.testid === "bot" ? "Answer: " : "Question: ";
+      const label = who + message.innerText.replace(/\\s+/g, " ").trim();
+      if (message.getAttribute("aria-label") === label) return;
+      message.setAttribute("aria-label", label);
+      changed = message;
+    });
+    const last = shown[shown.length - 1];
+    if (!changed || changed !== last) return;
+    const chat = last.closest(".bubble-wrap");
+    if (!chat) return;
+    const top = last.getBoundingClientRect().top - chat.getBoundingClientRect().top;
+    chat.scrollTop += last.dataset.testid === "bot" ? top - 8 : chat.scrollHeight;
+  };
+  new MutationObserver(tidy).observe(document.documentElement,
+    {subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["aria-label"]});
+})();
+</script>
+"""
 
 _MARKUP = {ch: f"&#{ord(ch)};" for ch in "\\`*_{}[]()#+-!|~<>&\"'$"} | {"\n": "<br>"}
 
@@ -65,21 +106,39 @@ def highlighted_passage(answer: Answer) -> str:
     return f"{escape(source.text[:start])}<mark>{escape(source.text[start:end])}</mark>{escape(source.text[end:])}"
 
 
+def passage_list(summary: str, passages: list[str]) -> str:
+    """Passages under a collapsed heading: there if the user wants to check, out of the way if not."""
+    if not passages:
+        return ""
+    quotes = "".join(f"<blockquote>{escape(text)}</blockquote>" for text in passages)
+    return f"<details><summary>{summary} ({len(passages)})</summary>{quotes}</details>"
+
+
 def render(answer: Answer) -> str:
-    """One chat reply: the answer (or a plain "does not say"), confidence and source."""
-    words = MESSAGES[answer.language]
+    """One chat reply: the answer and its confidence, or a plain "does not say",
+    then the passages read."""
+    words = words_for(answer.language)
     warnings = "".join(f"<p><em>{escape(w)}</em></p>" for w in answer.warnings)
     if not answer.answered:
-        return f"{warnings}{words['no_answer']} <small>({words['confidence']} {answer.score:.0%})</small>"
+        read = passage_list(words["read"], [s.text for s in answer.sources])
+        return f"<div class='rag-reply'>{warnings}<p>{words['no_answer']}</p>{read}</div>"
+    source = answer.sources[answer.source_index]
+    note = quoted_note(answer.language, source.text)
+    others = [s.text for i, s in enumerate(answer.sources) if i != answer.source_index]
     return (
-        f"{warnings}<strong>{escape(answer.text)}</strong> <small>({words['confidence']} {answer.score:.0%})</small>"
-        f"<details open><summary>{words['source']}</summary>"
-        f"<blockquote class='rag-source'>{highlighted_passage(answer)}</blockquote></details>"
+        f"<div class='rag-reply'>{warnings}"
+        f"<p><strong>{escape(answer.text)}</strong> "
+        f"<small class='rag-meta'>({words['confidence']} {percent(answer.score, answer.language)})</small></p>"
+        + (f"<p><small class='rag-note'>{note}</small></p>" if note else "")
+        + f"<details open><summary>{words['source']}</summary><blockquote>{highlighted_passage(answer)}</blockquote>"
+        f"</details>{passage_list(words['other_read'], others)}</div>"
     )
 
 
 class ChatApp:
-    """Loads the pipeline in the background at start-up and answers chat messages."""
+    """Loads the pipeline in the background at start-up and answers chat messages.
+    Whatever is sent, through the page or the API, gets an answer or a clear
+    message in the question's language."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -95,27 +154,36 @@ class ChatApp:
         finally:
             self.ready.set()
 
-    def ask(self, message: str, history: list[str] | None = None) -> str:
-        """The chat reply to ``message`` (HTML), given the user's earlier questions."""
-        from rag.answer.language import detect_language
-
-        words = MESSAGES[detect_language(message or "")]
-        if not (message or "").strip():
+    def refusal(self, question: Any, history: Any) -> str | None:
+        """Why this input cannot be answered, in the question's language; None when it can."""
+        if not isinstance(question, str):
+            return both_languages("not_text")
+        words = words_for(detect_language(question))
+        if history is not None and not isinstance(history, (list, tuple)):
+            return words["bad_history"]
+        try:
+            clean_question(question, self.pipeline.settings.max_question_chars)
+        except ValueError:
             return words["empty"]
         if not self.ready.wait(timeout=120):
             return words["loading"]
         if self.error is not None:
-            return escape(f"The models could not be loaded: {self.error}")
+            return words["not_loaded"].format(error=self.error)
+        return None
+
+    def ask(self, message: str, history: list[str] | None = None) -> str:
+        """The chat reply to ``message`` (HTML), given the user's earlier questions."""
+        refusal = self.refusal(message, history)
+        if refusal is not None:
+            return escape(refusal)
         return render(self.pipeline.run(message, history))
 
     def ask_json(self, question: str, history: list[str] | None = None) -> dict:
         """The answer as plain data (text, score, offsets, sources), for API clients."""
-        if not self.ready.wait(timeout=120) or self.error is not None:
-            raise gr.Error("The models are not loaded.")
-        try:
-            return self.pipeline.run(question, history).to_dict()
-        except ValueError as error:
-            raise gr.Error(str(error)) from None
+        refusal = self.refusal(question, history)
+        if refusal is not None:
+            raise gr.Error(refusal)
+        return self.pipeline.run(question, history).to_dict()
 
     # Chat events. The chat shows the user's words escaped (never as markup);
     # the raw questions live in a State beside it, for follow-ups.
@@ -134,25 +202,41 @@ class ChatApp:
         return shown[:-1] if shown and shown[-1]["role"] == "assistant" else shown
 
 
+class ChatBlocks(gr.Blocks):
+    """gradio_client fills in an API parameter that is left out with its
+    default; a raw REST call (``POST /gradio_api/call/ask_json`` with
+    ``{"data": ["question"]}``) does not, and Gradio would refuse it with a
+    bare ``{"error": null}``. Here missing API inputs take their defaults."""
+
+    def validate_inputs(self, block_fn, inputs: list[Any]) -> None:
+        missing = block_fn.inputs[len(inputs):]
+        if missing and all(isinstance(block, Api) for block in missing):
+            inputs.extend(block.value for block in missing)
+        super().validate_inputs(block_fn, inputs)
+
+
 def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     chat = ChatApp(pipeline or Pipeline())
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
     document = chat.pipeline.documents[0]
     private = {"api_visibility": "private"}
-    with gr.Blocks(title="Ask the document") as app:
+    with ChatBlocks(title="Ask the document", analytics_enabled=False) as app:
         gr.Markdown(
-            "## Questions sur le document · Ask the document\n"
-            f"Ask in English or French about *{escape(document.title)}*"
+            "## Ask the document · Questions sur le document\n"
+            f"In English or French, about *{escape(document.title)}*"
             + (f" ({escape(document.date)})" if document.date else "")
-            + ". Answers are the document's own words, highlighted in their passage."
+            + ": answers are the document's own words, highlighted in their passage.",
+            elem_id="rag-header",
         )
-        shown = gr.Chatbot(height=520, placeholder="Ask a question · Posez une question", label="Chat")
+        # The chat takes what the viewport leaves for it, so the box and buttons stay on screen on a phone.
+        shown = gr.Chatbot(height="calc(100dvh - 330px)", min_height=260, show_label=False, autoscroll=False,
+                           placeholder="Ask a question · Posez une question", elem_id="rag-chat")
         questions = gr.State([])
         box = gr.Textbox(placeholder="Who founded Mistral? · Qui a fondé Mistral ?", show_label=False,
-                         max_length=2000, submit_btn=True, autofocus=True)
-        with gr.Row():
-            retry = gr.Button("Retry", size="sm")
-            clear = gr.Button("Clear", size="sm")
+                         max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True)
+        with gr.Row(elem_id="rag-buttons"):
+            retry = gr.Button("Retry", size="sm", min_width=0)
+            clear = gr.Button("Clear", size="sm", min_width=0)
         gr.Examples(EXAMPLES, inputs=box, label="Examples")
 
         # Two answers at a time suit a 2-core machine; further questions wait in the queue.
@@ -169,6 +253,14 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     return app
 
 
+def launch(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int | None = None,
+           share: bool = False, block: bool = True):
+    """Serve the chat with its queue, page style and upload limit; returns Gradio's (app, url, share url)."""
+    app.queue(default_concurrency_limit=2, max_size=64)
+    return app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                      quiet=not block, max_file_size=f"{settings.max_upload_mb}mb", css=CSS, head=HEAD)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Start the web chat.")
     parser.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
@@ -182,9 +274,7 @@ def main() -> None:
         pipeline = Pipeline(documents=[load_document(path) for path in args.documents] or None)
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    app = build_app(pipeline)
-    app.queue(default_concurrency_limit=2, max_size=64)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    launch(build_app(pipeline), pipeline.settings, args.host, args.port, args.share)
 
 
 if __name__ == "__main__":

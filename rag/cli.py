@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
 import sys
 from pathlib import Path
 
+from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
 from rag.settings import BUILTIN, Settings
 
@@ -29,8 +31,6 @@ def make_pipeline(args: argparse.Namespace):
 
 def marked_passage(answer) -> str:
     """The source passage with the answer span between » « markers (terminal output)."""
-    if answer.source_index is None:
-        return answer.sources[0].text if answer.sources else ""
     source = answer.sources[answer.source_index]
     start, end = answer.start - source.start, answer.end - source.start
     return f"{source.text[:start]}»{source.text[start:end]}«{source.text[end:]}"
@@ -74,13 +74,27 @@ def command_ask(args) -> int:
         return 0
     for warning in answer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if answer.answered:
-        print(f"{answer.text}\n\nconfidence: {answer.score:.0%}")
-        print(f"source ({answer.doc_id}, characters {answer.start}-{answer.end}):")
-        print(marked_passage(answer))
-    else:
-        print(f"The documents do not say. (confidence: {answer.score:.0%})")
+    print(answer_text(answer))
     return 0
+
+
+def answer_text(answer) -> str:
+    """The answer for a terminal, in the question's language: the span, its
+    confidence and its passage with the span between » «; or "does not say"."""
+    words = words_for(answer.language)
+    if not answer.answered:
+        return words["no_answer"]
+    colon = " :" if answer.language == "fr" else ":"  # French sets a space before a colon
+    source = answer.sources[answer.source_index]
+    note = quoted_note(answer.language, source.text)
+    return "\n".join([
+        answer.text,
+        "",
+        f"{words['confidence']}{colon} {percent(answer.score, answer.language)}",
+        *([note] if note else []),
+        f"{words['source']} ({answer.doc_id}, {words['characters']} {answer.start}-{answer.end}){colon}",
+        marked_passage(answer),
+    ])
 
 
 def command_eval(args) -> int:
@@ -152,35 +166,51 @@ def command_train(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag", description="Bilingual extractive question answering over documents.")
-    parser.add_argument("--index-dir", type=Path, help="index folder (RAG_INDEX_DIR, default ./index)")
-    parser.add_argument("--cache-dir", type=Path, help="model cache (RAG_CACHE_DIR, default ~/.cache/rag-qa)")
-    parser.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)")
-    parser.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)")
-    parser.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)")
-    parser.add_argument("--min-confidence", type=float, help="answer only above this confidence (RAG_MIN_CONFIDENCE)")
-    parser.add_argument("--similarity-weight", type=float,
-                        help="weight of question-passage similarity when ranking answers (RAG_SIMILARITY_WEIGHT)")
-    parser.add_argument("--document", dest="documents", action="append", type=Path,
-                        help="a UTF-8 text document to answer from (repeatable; default: the embedded article)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    commands = parser.add_subparsers(dest="command", required=True)
+def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after the command's name
+    (``rag --top-k 3 ask q`` and ``rag ask q --top-k 3``). After it, an option
+    left out must not reset one given before it, hence SUPPRESS there."""
+    options = argparse.ArgumentParser(add_help=False)
+    unset = {} if as_defaults else {"default": argparse.SUPPRESS}
+    options.add_argument("--index-dir", type=Path, help="index folder (RAG_INDEX_DIR, default ./index)", **unset)
+    options.add_argument("--cache-dir", type=Path, help="model cache (RAG_CACHE_DIR, default ~/.cache/rag-qa)", **unset)
+    options.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)",
+                         **unset)
+    options.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)", **unset)
+    options.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)", **unset)
+    options.add_argument("--min-confidence", type=float,
+                         help="answer only above this confidence (RAG_MIN_CONFIDENCE)", **unset)
+    options.add_argument("--similarity-weight", type=float,
+                         help="weight of question-passage similarity when ranking answers (RAG_SIMILARITY_WEIGHT)",
+                         **unset)
+    options.add_argument("--document", dest="documents", action="append", type=Path,
+                         help="a UTF-8 text document to answer from (repeatable; default: the embedded article)",
+                         **unset)
+    options.add_argument("-v", "--verbose", action="store_true", **unset)
+    return options
 
-    commands.add_parser("setup", help="prepare the offline models and the index").set_defaults(run=command_setup)
-    index = commands.add_parser("index", help="build the index (or reuse it when up to date)")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="Bilingual extractive question answering over documents.",
+                                     parents=[shared_options(as_defaults=True)])
+    commands = parser.add_subparsers(dest="command", required=True)
+    shared = shared_options(as_defaults=False)
+    add_command = functools.partial(commands.add_parser, parents=[shared])
+
+    add_command("setup", help="prepare the offline models and the index").set_defaults(run=command_setup)
+    index = add_command("index", help="build the index (or reuse it when up to date)")
     index.add_argument("--rebuild", action="store_true")
     index.set_defaults(run=command_index)
-    ask = commands.add_parser("ask", help="answer one question")
+    ask = add_command("ask", help="answer one question")
     ask.add_argument("question")
     ask.add_argument("--history", action="append", default=[], help="an earlier question (repeatable, oldest first)")
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(run=command_ask)
-    evaluate = commands.add_parser("eval", help="EM/F1, abstention, recall@k and latency on a JSONL set")
+    evaluate = add_command("eval", help="EM/F1, abstention, recall@k and latency on a JSONL set")
     evaluate.add_argument("file", help="a JSONL file, or extra_qa.jsonl / followups.jsonl shipped with the package")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(run=command_eval)
-    squad = commands.add_parser("eval-squad", help="evaluate on a SQuAD-format file: the reader alone on each "
+    squad = add_command("eval-squad", help="evaluate on a SQuAD-format file: the reader alone on each "
                                 "paragraph, or with --documents the whole pipeline on each article")
     squad.add_argument("file")
     squad.add_argument("--documents", dest="documents_mode", action="store_true",
@@ -191,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("--limit", type=int, default=0)
     squad.add_argument("--json", action="store_true")
     squad.set_defaults(run=command_eval_squad)
-    bench = commands.add_parser("bench", help="cold start, warm latency, index build time, peak memory")
+    bench = add_command("bench", help="cold start, warm latency, index build time, peak memory")
     bench.add_argument("--file", default="extra_qa.jsonl", help="questions to time")
     bench.add_argument("--rounds", type=int, default=3)
     bench.set_defaults(run=command_bench)

@@ -64,10 +64,16 @@ def check_documents(documents: list[Document]) -> None:
 
 def load_document(path: str | Path) -> Document:
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give a document file (UTF-8 text)")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except OSError as error:
+        raise ValueError(f"{path} cannot be read ({error.strerror or error})") from None
     return parse_document(raw, doc_id=path.stem, title=path.stem.replace("-", " "))
 
 

@@ -31,7 +31,8 @@ class Settings:
     # Ranking answers across passages: the reader's margin plus this many times the
     # question-passage cosine (chosen on held-out documents for the built-in reader).
     similarity_weight: float = 100.0
-    max_question_chars: int = 500
+    max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
+    max_upload_mb: int = 10  # the chat server refuses larger uploads
     reader_threads: int = 0  # 0: torch's default
 
     @property

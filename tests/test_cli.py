@@ -131,3 +131,38 @@ def test_cold_start_is_counted_from_spawn_to_answer():
 
     spawn_to_answer, in_process = cold_start("Qui a fondé Mistral ?")
     assert spawn_to_answer >= in_process > 0  # the child's own count starts after its interpreter
+
+
+def test_python_dash_m_rag_and_options_after_the_command(index_dir, tmp_path):
+    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "HF_HUB_OFFLINE": "1"}
+    module = subprocess.run([sys.executable, "-m", "rag", "ask", "Qui a fondé Mistral ?"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert module.returncode == 0, module.stderr
+    note = tmp_path / "note.txt"
+    note.write_text("La réunion aura lieu à Lyon le 3 mars.", encoding="utf-8")
+    after = rag("ask", "Où aura lieu la réunion ?", "--document", str(note), "--json", "--top-k", "1",
+                index_dir=tmp_path / "index")
+    assert after.returncode == 0, after.stderr
+    answer = json.loads(after.stdout)
+    assert answer["doc_id"] == "note" and len(answer["sources"]) == 1
+    before = rag("--top-k", "1", "--document", str(note), "ask", "Où aura lieu la réunion ?", "--json",
+                 index_dir=tmp_path / "index")
+    assert json.loads(before.stdout) == answer  # an option left out after the command keeps the one before it
+
+
+def test_ask_speaks_the_question_language(index_dir):
+    french = rag("ask", "Où la jeune pousse est-elle établie ?", index_dir=index_dir)
+    english = rag("ask", "Where is the startup located?", index_dir=index_dir)
+    assert french.returncode == english.returncode == 0
+    assert "confiance :" in french.stdout and "Passage source" in french.stdout and "caractères" in french.stdout
+    assert "confidence:" in english.stdout and "Source passage" in english.stdout
+    assert "Quoted as written in the French document." in english.stdout
+    refused = rag("--min-confidence", "1.01", "ask", "Où la jeune pousse est-elle établie ?", index_dir=index_dir)
+    assert refused.stdout.strip() == "Le document ne le dit pas."
+
+
+def test_a_folder_or_a_missing_file_as_document_is_a_clear_error(index_dir, tmp_path):
+    for path, message in ((tmp_path, "is a folder"), (tmp_path / "missing.txt", "does not exist")):
+        result = rag("ask", "Quoi ?", "--document", str(path), index_dir=index_dir)
+        assert result.returncode == 2
+        assert message in result.stderr and "Traceback" not in result.stderr

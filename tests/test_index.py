@@ -52,7 +52,13 @@ def test_round_trip(fresh):
     assert loaded.similarities(query, list(numbers)) == pytest.approx(list(scores), abs=1e-5)
 
 
-@pytest.mark.parametrize("damage", ["truncate-vectors", "garbage-chunks", "bad-manifest", "missing-vectors"])
+# Manifests that are valid JSON of another shape than the one written.
+ODD_MANIFESTS = ["[]", '"index"', "null", '{"format_version": 1}', '{"format_version": 1, "built_from": [], "files": {}}',
+                 '{"format_version": 1, "built_from": {}, "files": {"vectors.faiss": 3, "chunks.jsonl": null}}']
+
+
+@pytest.mark.parametrize("damage", ["truncate-vectors", "garbage-chunks", "bad-manifest", "missing-vectors",
+                                    *(f"manifest:{text}" for text in ODD_MANIFESTS)])
 def test_damaged_index_is_rebuilt(fresh, damage, caplog):
     fresh.load_index()
     folder = fresh.settings.index_dir
@@ -63,6 +69,8 @@ def test_damaged_index_is_rebuilt(fresh, damage, caplog):
         (folder / CHUNKS).write_text("{not json\n")
     elif damage == "bad-manifest":
         (folder / MANIFEST).write_text("{")
+    elif damage.startswith("manifest:"):
+        (folder / MANIFEST).write_text(damage.removeprefix("manifest:"))
     else:
         (folder / VECTORS).unlink()
     with caplog.at_level(logging.WARNING):

@@ -2,9 +2,14 @@
 real Chromium (Playwright)."""
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import socket
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +17,7 @@ import pytest
 from gradio_client import Client
 
 from rag.reader.squad import normalize_answer
+from ui import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -28,13 +34,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(pipeline):
-    from ui import build_app
-
-    app = build_app(pipeline)
-    app.queue(default_concurrency_limit=2, max_size=64)
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    app, url = serve(pipeline)
     yield url
     app.close()
+
+
+def serve(pipeline):
+    """The chat app over ``pipeline``, launched as ``python ui.py`` launches it, on a free port."""
+    from ui import build_app, launch
+
+    app = build_app(pipeline)
+    _, url, _ = launch(app, pipeline.settings, port=free_port(), block=False)
+    return app, url
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +76,28 @@ def test_abstention_is_said_plainly(client, server, pipeline):
     from dataclasses import replace
 
     from rag import Pipeline
-    from ui import build_app
 
     strict = Pipeline(replace(pipeline.settings, min_confidence=1.01), pipeline.documents)
     strict.embedder, strict.reader, strict.retriever = pipeline.embedder, pipeline.reader, pipeline.retriever
-    app = build_app(strict)
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    app, url = serve(strict)
     try:
         strict_client = Client(url, verbose=False)
-        assert "does not say" in strict_client.predict("Who founded Mistral?", api_name="/ask")
-        assert "ne le dit pas" in strict_client.predict("Qui a fondé Mistral ?", api_name="/ask")
+        english = strict_client.predict("Who founded Mistral?", api_name="/ask")
+        french = strict_client.predict("Qui a fondé Mistral ?", api_name="/ask")
     finally:
         app.close()
+    assert "The document does not say." in english and "Le document ne le dit pas." in french
+    for reply in (english, french):  # no percentage that would read as a coin toss
+        assert "confiden" not in reply and "confiance" not in reply and "%" not in reply
+        assert f"({pipeline.settings.top_k})</summary>" in reply  # the passages read, collapsed
 
 
 def test_html_in_a_document_is_shown_as_text(pipeline, tmp_path):
     from rag.documents import parse_document
-    from ui import build_app
 
     document = parse_document("Le siège de <b>Zorblax</b> est à Lyon. <script>alert(1)</script> "
                               "L'entreprise <i>Zorblax</i> vend des lampes.", "html-note")
-    app = build_app(pipeline.for_documents([document], tmp_path / "index"))
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    app, url = serve(pipeline.for_documents([document], tmp_path / "index"))
     try:
         reply = Client(url, verbose=False).predict("Que vend Zorblax ?", api_name="/ask")
     finally:
@@ -97,8 +108,79 @@ def test_html_in_a_document_is_shown_as_text(pipeline, tmp_path):
     assert "&#60;script&#62;" in reply  # the document's markup is shown as typed
 
 
+def test_english_question_is_told_the_answer_is_quoted_in_french(client):
+    english = client.predict("Where is the startup located?", api_name="/ask")
+    french = client.predict("Où la jeune pousse est-elle établie ?", api_name="/ask")
+    assert "Quoted as written in the French document." in english
+    assert "Quoted" not in french and "Cité" not in french
+
+
 def test_empty_message_gets_a_friendly_reply(client):
     assert "type a question" in client.predict("   ", api_name="/ask")
+
+
+# Input that cannot be asked, and the message each gets, by language.
+BAD_INPUTS = [
+    ((" \x00\x01\t ",), "type a question"),  # empty once control characters are dropped
+    (("\u0378\u0379",), "type a question"),  # unassigned code points only
+    ((42,), "The question must be text. · La question doit être du texte."),
+    ((["Who founded Mistral?"],), "La question doit être du texte."),
+    (({"question": "Who?"},), "The question must be text."),
+    (("Who founded Mistral?", 5), "The history must be a list of earlier questions"),
+    (("Qui a fondé Mistral ?", {"a": 1}), "L'historique doit être une liste"),
+]
+
+
+@pytest.mark.parametrize(("inputs", "message"), BAD_INPUTS)
+def test_bad_api_input_gets_a_clear_message(client, inputs, message):
+    from gradio_client.exceptions import AppError
+
+    reply = client.predict(*inputs, api_name="/ask")
+    assert message in html.unescape(reply)
+    with pytest.raises(AppError) as error:  # /ask_json answers data, so a refusal is an error with the message
+        client.predict(*inputs, api_name="/ask_json")
+    assert message in str(error.value)
+
+
+def rest_call(server: str, endpoint: str, data: list) -> tuple[str, object]:
+    """Gradio's raw REST API, as curl would call it: POST the inputs, then read the event stream."""
+    post = urllib.request.Request(f"{server}gradio_api/call/{endpoint}", json.dumps({"data": data}).encode(),
+                                  {"Content-Type": "application/json"})
+    with urllib.request.urlopen(post, timeout=60) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{server}gradio_api/call/{endpoint}/{event_id}", timeout=120) as response:
+        lines = response.read().decode().splitlines()
+    event = next(line.split(": ", 1)[1] for line in lines if line.startswith("event: ") and "heartbeat" not in line)
+    data_line = next(line for line in reversed(lines) if line.startswith("data: "))
+    return event, json.loads(data_line.split(": ", 1)[1])
+
+
+def test_raw_rest_call_with_the_question_alone(server, pipeline):
+    event, data = rest_call(server, "ask_json", ["Où la jeune pousse est-elle établie ?"])
+    assert event == "complete"
+    assert data[0]["text"] == pipeline.run("Où la jeune pousse est-elle établie ?").text
+    event, data = rest_call(server, "ask", ["Où la jeune pousse est-elle établie ?"])
+    assert event == "complete" and "<mark>" in data[0]
+    event, data = rest_call(server, "ask_json", [["not", "a", "question"]])
+    assert event == "error" and "La question doit être du texte." in data["error"]
+
+
+def test_server_is_offline_and_limits_uploads(server, pipeline):
+    with urllib.request.urlopen(f"{server}config", timeout=30) as response:
+        config = json.load(response)
+    assert config["analytics_enabled"] is False
+    assert config["max_file_size"] == pipeline.settings.max_upload_mb * 1024 * 1024
+    boxes = [c for c in config["components"] if c.get("type") == "textbox"]
+    assert [b["props"]["max_length"] for b in boxes] == [pipeline.settings.max_question_chars]
+    body = b"x" * (pipeline.settings.max_upload_mb * 1024 * 1024 + 1)
+    boundary = "rag-test-boundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.txt\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    upload = urllib.request.Request(f"{server}gradio_api/upload", form,
+                                    {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(upload, timeout=60)
+    assert refused.value.code == 413
 
 
 def test_eight_clients_at_once_match_one_by_one(server, client):
@@ -118,16 +200,22 @@ def test_eight_clients_at_once_match_one_by_one(server, client):
             assert got == want
 
 
-@pytest.mark.browser
-def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
+REPLIED = re.compile(r"%|does not say|ne le dit pas")  # an answer with its confidence, or an abstention
+
+
+def require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("RAG_REQUIRE_BROWSER"):
             pytest.fail("Chromium is required but missing: apt-get install -y chromium")
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import expect, sync_playwright
-
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
 
+
+@pytest.mark.browser
+def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
+    from playwright.sync_api import expect, sync_playwright
+
+    require_chromium()
     question = "Where is the startup located?"
     injection = "<img src=x onerror=alert(1)> Who founded Mistral?"
     expected = pipeline.run(question)
@@ -143,7 +231,7 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
             box.press("Enter")
             bot = page.locator("[data-testid='bot']")
             expect(bot).to_have_count(replies, timeout=60_000)
-            expect(bot.nth(replies - 1)).to_contain_text("%", timeout=60_000)  # every reply ends with its confidence
+            expect(bot.nth(replies - 1)).to_contain_text(REPLIED, timeout=60_000)
         expect(bot.first.locator("mark")).to_have_text(expected.text, timeout=60_000)
         expect(bot.first.locator("strong")).to_have_text(expected.text)
         expect(bot.nth(1)).to_contain_text("Lacroix")
@@ -151,10 +239,10 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         expect(user.nth(2)).to_contain_text("<img src=x onerror=alert(1)>")
         assert page.locator("img[src='x']").count() == 0
         assert not dialogs
-        page.screenshot(path=str(SCREENSHOT_DIR / "chat.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOT_DIR / "chat-flow.png"), full_page=True)
 
         page.get_by_text("Retry", exact=True).click()  # the last answer is asked again, not added
-        expect(bot.nth(2)).to_contain_text("%", timeout=60_000)
+        expect(bot.nth(2)).to_contain_text(REPLIED, timeout=60_000)
         expect(bot).to_have_count(3)
         page.get_by_text("Clear", exact=True).click()
         expect(bot).to_have_count(0)
@@ -162,4 +250,80 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         box.fill("Qui a fondé Mistral ?")  # a new conversation starts without the old history
         box.press("Enter")
         expect(bot).to_have_count(1, timeout=60_000)
+        browser.close()
+
+
+VIEWPORTS = {"desktop": {"width": 1100, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+# Each colour the page shows, its background, and their WCAG contrast ratio (text over the
+# nearest ancestor with an opaque background).
+CONTRASTS = """(selector) => [...document.querySelectorAll(selector)].map((element) => {
+  const rgb = (value) => value.match(/[\\d.]+/g).map(Number);
+  let back = element;
+  while (back && rgb(getComputedStyle(back).backgroundColor)[3] === 0) back = back.parentElement;
+  const luminance = ([r, g, b]) => [r, g, b].map((c) => c / 255)
+    .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const [a, b] = [luminance(rgb(getComputedStyle(element).color)),
+                  luminance(rgb(getComputedStyle(back || document.body).backgroundColor))];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+})"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("view", ["desktop", "phone"])
+def test_browser_reads_well_in_both_themes_and_on_a_phone(server, pipeline, view, scheme):
+    """The answer is readable (contrast >= 4.5:1) and in view, Clear and the
+    examples are reachable, bad input gets a message and not an error overlay,
+    and screen readers get each message's text rather than its markup."""
+    from playwright.sync_api import expect, sync_playwright
+
+    require_chromium()
+    questions = ["Qui a fondé Mistral ?", "Which Microsoft cloud will host Mistral Large?"]
+    expected = pipeline.run(questions[-1], questions[:-1])  # the chat asks with the conversation's history
+    assert expected.answered
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORTS[view], color_scheme=scheme)
+        page.goto(server)
+        box = page.get_by_role("textbox").first
+        bot = page.locator("[data-testid='bot']")
+        for count, question in enumerate(questions, start=1):
+            box.fill(question)
+            box.press("Enter")
+            expect(bot).to_have_count(count, timeout=60_000)
+            expect(bot.nth(count - 1)).to_contain_text(REPLIED, timeout=60_000)
+        expect(page.locator(".dark")).to_have_count(1 if scheme == "dark" else 0)  # Gradio follows the system
+        last = bot.last
+        expect(last.locator("mark")).to_have_text(expected.text)
+        expect(last).to_contain_text("Quoted as written in the French document.")
+        page.wait_for_timeout(300)  # the page scrolls the new answer to its start
+        answer_box = last.locator("strong").bounding_box()
+        chat_box = page.locator(".bubble-wrap").bounding_box()
+        assert chat_box["y"] <= answer_box["y"] and answer_box["y"] + answer_box["height"] <= chat_box["y"] + \
+            chat_box["height"] <= VIEWPORTS[view]["height"], "the answer is out of view"
+        for selector in (".rag-reply mark", ".rag-reply strong", ".rag-reply .rag-meta", ".rag-reply .rag-note",
+                         ".rag-reply summary", ".rag-reply blockquote"):
+            assert min(page.evaluate(CONTRASTS, selector)) >= 4.5, f"{selector} is hard to read in {scheme} mode"
+        page.screenshot(path=str(SCREENSHOT_DIR / f"chat-{view}-{scheme}.png"))
+
+        clear = page.get_by_text("Clear", exact=True)
+        clear_box = clear.bounding_box()
+        assert clear_box["y"] + clear_box["height"] <= VIEWPORTS[view]["height"], "Clear is below the fold"
+        labels = bot.evaluate_all("messages => messages.map((m) => m.getAttribute('aria-label'))")
+        assert all(label.startswith("Answer: ") and "<" not in label for label in labels)
+
+        box.fill("\u0378\u0379")  # pasted code points that clean to nothing
+        box.press("Enter")
+        expect(bot).to_have_count(3, timeout=60_000)
+        expect(bot.last).to_contain_text("type a question", timeout=60_000)
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+
+        clear.click()
+        expect(bot).to_have_count(0)
+        example = page.get_by_role("button", name=EXAMPLES[1], exact=True)
+        example.scroll_into_view_if_needed()
+        example.click()
+        expect(box).to_have_value(EXAMPLES[1])
         browser.close()

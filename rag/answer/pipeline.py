@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.answer.language import detect_language
+from rag.answer.wording import words_for
 from rag.chunking import DocumentSplitter
 from rag.documents import Document, check_documents, default_documents
 from rag.embedding import Embedder
@@ -75,12 +76,13 @@ def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
         for ch in question
     )
     cleaned = " ".join(cleaned.split())
+    words = words_for(detect_language(question))
     if not cleaned:
-        raise ValueError("The question is empty: type a question about the documents.")
+        raise ValueError(words["empty"])
     warnings = []
     if len(cleaned) > max_chars:
         cleaned = cleaned[:max_chars].rsplit(" ", 1)[0] or cleaned[:max_chars]
-        warnings.append(f"The question was cut to its first {max_chars} characters.")
+        warnings.append(words["cut"].format(max_chars=max_chars))
         log.warning("question longer than %d characters was cut", max_chars)
     return cleaned, warnings
 
@@ -159,6 +161,8 @@ class Pipeline:
         """Answer ``question``; ``history`` holds the user's earlier questions,
         oldest first, so a follow-up is retrieved with its context."""
         question, warnings = clean_question(question, self.settings.max_question_chars)
+        if history is not None and not isinstance(history, (list, tuple)):
+            raise TypeError("the history must be a list of earlier questions (strings), oldest first")
         self.warm_up()
         queries = [question]
         context = self.previous_question(history or [])

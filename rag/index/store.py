@@ -53,6 +53,18 @@ class PassageIndex:
         return [float(v) for v in vectors @ query_vector.astype(np.float32)]
 
 
+def check_manifest_shape(manifest: object) -> None:
+    """A manifest is read before anything is trusted: valid JSON of another
+    shape (a list, a string where a table belongs) is a broken index, not a crash."""
+    if not isinstance(manifest, dict):
+        raise ValueError(f"the manifest is a JSON {type(manifest).__name__}, not an object")
+    for key in ("built_from", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise ValueError(f"the manifest's {key!r} is missing or not an object")
+    if not all(isinstance(manifest["files"].get(name), str) for name in (VECTORS, CHUNKS)):
+        raise ValueError("the manifest does not list the hash of each file")
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -87,7 +99,8 @@ class IndexStore:
             return None
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            stale = {k: v for k, v in expected.items() if manifest.get("built_from", {}).get(k) != v}
+            check_manifest_shape(manifest)
+            stale = {k: v for k, v in expected.items() if manifest["built_from"].get(k) != v}
             if manifest.get("format_version") != FORMAT_VERSION or stale:
                 log.warning("Index in %s is out of date (%s); rebuilding", self.folder, ", ".join(stale) or "format")
                 return None

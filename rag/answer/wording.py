@@ -1,0 +1,65 @@
+"""What the chat and the ``rag`` command say, in the question's language.
+
+One table for both, so the shell and the page never word the same thing two ways."""
+from __future__ import annotations
+
+from rag.answer.language import detect_language
+
+LANGUAGE_NAMES = {"en": {"en": "English", "fr": "French"}, "fr": {"en": "anglais", "fr": "français"}}
+
+MESSAGES = {
+    "en": {
+        "no_answer": "The document does not say.",
+        "confidence": "confidence",
+        "source": "Source passage",
+        "read": "Passages read",
+        "other_read": "Other passages read",
+        "quoted": "Quoted as written in the {language} document.",
+        "empty": "The question is empty: please type a question about the document.",
+        "cut": "The question was cut to its first {max_chars} characters.",
+        "loading": "The models are still loading; please try again in a few seconds.",
+        "not_text": "The question must be text.",
+        "bad_history": "The history must be a list of earlier questions (text), oldest first.",
+        "not_loaded": "The models could not be loaded: {error}",
+        "characters": "characters",
+    },
+    "fr": {
+        "no_answer": "Le document ne le dit pas.",
+        "confidence": "confiance",
+        "source": "Passage source",
+        "read": "Passages lus",
+        "other_read": "Autres passages lus",
+        "quoted": "Cité tel quel du document en {language}.",
+        "empty": "La question est vide : veuillez poser une question sur le document.",
+        "cut": "La question a été coupée à ses {max_chars} premiers caractères.",
+        "loading": "Les modèles se chargent encore ; réessayez dans quelques secondes.",
+        "not_text": "La question doit être du texte.",
+        "bad_history": "L'historique doit être une liste des questions précédentes (du texte), la plus ancienne d'abord.",
+        "not_loaded": "Les modèles n'ont pas pu être chargés : {error}",
+        "characters": "caractères",
+    },
+}
+
+
+def words_for(language: str) -> dict[str, str]:
+    return MESSAGES.get(language, MESSAGES["en"])
+
+
+def both_languages(key: str) -> str:
+    """A message for input that has no language of its own (a number instead of a question)."""
+    return f"{MESSAGES['en'][key]} · {MESSAGES['fr'][key]}"
+
+
+def percent(score: float, language: str) -> str:
+    """74% in English, 74 % in French (a narrow no-break space, as French typography sets it)."""
+    return f"{score:.0%}" if language == "en" else f"{round(score * 100)}\u202f%"
+
+
+def quoted_note(question_language: str, passage: str) -> str | None:
+    """Why an answer is in another language than its question: it is the
+    document's own words. None when the passage is in the question's language."""
+    passage_language = detect_language(passage)
+    if passage_language == question_language:
+        return None
+    words = words_for(question_language)
+    return words["quoted"].format(language=LANGUAGE_NAMES[question_language][passage_language])
