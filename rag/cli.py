@@ -159,6 +159,15 @@ def command_bench(args) -> int:
     return 0
 
 
+def command_soak(args) -> int:
+    from rag.evaluation.qa import load_questions
+    from rag.evaluation.soak import soak
+
+    result = soak(load_questions(args.file), args.questions, args.every, args.per_session, args.url, args.pid)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def command_train(args) -> int:
     from rag.reader.train import main
 
@@ -225,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--file", default="extra_qa.jsonl", help="questions to time")
     bench.add_argument("--rounds", type=int, default=3)
     bench.set_defaults(run=command_bench)
+    soak = add_command("soak", help="many questions through the running chat's API, its memory sampled as they go")
+    soak.add_argument("--file", default="extra_qa.jsonl", help="questions to ask, in turn")
+    soak.add_argument("--questions", type=int, default=1000)
+    soak.add_argument("--every", type=int, default=100, help="questions between two memory samples")
+    soak.add_argument("--per-session", type=int, default=10, help="questions from each new client (session)")
+    soak.add_argument("--url", help="a chat already running (default: start python ui.py on a free port)")
+    soak.add_argument("--pid", type=int, help="that chat's process id, to read its memory")
+    soak.set_defaults(run=command_soak)
     train = commands.add_parser("train", help="train the reader (see python -m rag.reader.train --help)")
     train.add_argument("train_args", nargs=argparse.REMAINDER)
     train.set_defaults(run=command_train)

@@ -166,3 +166,11 @@ def test_a_folder_or_a_missing_file_as_document_is_a_clear_error(index_dir, tmp_
         result = rag("ask", "Quoi ?", "--document", str(path), index_dir=index_dir)
         assert result.returncode == 2
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_soak_samples_the_chat_servers_memory(index_dir):
+    result = rag("soak", "--questions", "4", "--every", "2", "--per-session", "2", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [s["questions"] for s in report["samples"]] == [0, 2, 4]
+    assert all(s["rss_mb"] > 0 for s in report["samples"]) and report["sessions"] == 2
