@@ -18,6 +18,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
         top_k=args.top_k, min_confidence=args.min_confidence, similarity_weight=args.similarity_weight,
+        runtime=args.runtime,
     )
 
 
@@ -39,10 +40,12 @@ def marked_passage(answer) -> str:
 def command_setup(args) -> int:
     """Materialize the offline models (checking cached ones by hash) and build
     the index, so the first question is fast."""
-    from rag.reader import builtin_reader_path
+    from rag.reader import builtin_exports, builtin_reader_path
 
     pipeline = make_pipeline(args)
-    if pipeline.settings.reader == BUILTIN:
+    if pipeline.settings.lean:
+        builtin_exports(pipeline.settings, deep=True)
+    elif pipeline.settings.reader == BUILTIN:
         builtin_reader_path(pipeline.settings.reader_cache_dir, pipeline.settings.embedder_cache_dir, deep=True)
     elif pipeline.settings.embedder == BUILTIN:
         materialize_embedder(pipeline.settings.embedder_cache_dir, deep=True)
@@ -115,12 +118,12 @@ def command_eval(args) -> int:
 def command_eval_squad(args) -> int:
     if args.documents_mode:
         return command_eval_squad_documents(args)
+    from rag.evaluation.documents import load_examples
     from rag.reader import make_reader
     from rag.reader.evaluate import predict_all, score
-    from rag.reader.squad import load_squad
 
     settings = settings_from(args)
-    examples = load_squad(args.file)
+    examples = load_examples(args.file, args.held_out, args.questions_from)
     if args.limit:
         examples = examples[: args.limit]
     reader = make_reader(settings)
@@ -151,10 +154,9 @@ def print_result(result: dict, as_json: bool) -> None:
 
 def command_bench(args) -> int:
     from rag.evaluation.bench import benchmark
-    from rag.evaluation.qa import load_questions
 
-    pipeline = make_pipeline(args)
-    result = benchmark(pipeline, load_questions(args.file), args.rounds)
+    documents = [str(path) for path in args.documents or []]
+    result = benchmark(make_pipeline(args), args.file, args.rounds, documents=documents)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -186,6 +188,8 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)",
                          **unset)
     options.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)", **unset)
+    options.add_argument("--runtime", choices=["onnx", "torch"],
+                         help="how the built-in models run: onnxruntime (default) or torch (RAG_RUNTIME)", **unset)
     options.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)", **unset)
     options.add_argument("--min-confidence", type=float,
                          help="answer only above this confidence (RAG_MIN_CONFIDENCE)", **unset)
@@ -230,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("--limit", type=int, default=0)
     squad.add_argument("--json", action="store_true")
     squad.set_defaults(run=command_eval_squad)
-    bench = add_command("bench", help="cold start, warm latency, index build time, peak memory")
+    bench = add_command("bench", help="both query paths: cold rag ask, warm latency, memory; index build")
     bench.add_argument("--file", default="extra_qa.jsonl", help="questions to time")
-    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--rounds", type=int, default=4, help="passes over the questions, for each path")
     bench.set_defaults(run=command_bench)
     soak = add_command("soak", help="many questions through the running chat's API, its memory sampled as they go")
     soak.add_argument("--file", default="extra_qa.jsonl", help="questions to ask, in turn")

@@ -33,7 +33,10 @@ class Settings:
     similarity_weight: float = 100.0
     max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
     max_upload_mb: int = 10  # the chat server refuses larger uploads
-    reader_threads: int = 0  # 0: torch's default
+    reader_threads: int = 0  # 0: the runtime's default
+    # "onnx": the built-in models answer through onnxruntime (no torch import; a
+    # cold answer in about a second); "torch": through transformers, as other models do.
+    runtime: str = "onnx"
 
     @property
     def embedder_cache_dir(self) -> Path:
@@ -42,6 +45,19 @@ class Settings:
     @property
     def reader_cache_dir(self) -> Path:
         return self.cache_dir / "reader"
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return self.cache_dir / "onnx"
+
+    def __post_init__(self) -> None:
+        if self.runtime not in ("onnx", "torch"):
+            raise ValueError(f"RAG_RUNTIME must be 'onnx' or 'torch', not {self.runtime!r}")
+
+    @property
+    def lean(self) -> bool:
+        """Whether questions are answered on the lean (onnxruntime) path."""
+        return self.runtime == "onnx" and self.embedder == BUILTIN and self.reader == BUILTIN
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -31,6 +32,14 @@ def pipeline(settings) -> Pipeline:
     pipeline = Pipeline(settings)
     pipeline.warm_up()
     return pipeline
+
+
+@pytest.fixture(scope="session")
+def torch_pipeline(pipeline) -> Pipeline:
+    """The same documents and index, the built-in models run by transformers."""
+    other = Pipeline(replace(pipeline.settings, runtime="torch"), pipeline.documents)
+    other.warm_up()
+    return other
 
 
 @pytest.fixture(scope="session")

@@ -138,23 +138,45 @@ def test_concurrent_questions_give_the_same_answers(pipeline, dev_questions):
     assert all(results[i] == expected[i % len(questions)] for i in range(12))
 
 
-def test_embedder_and_reader_share_their_tokenizer_safely(pipeline, monkeypatch):
+class SlowTruncationSetting:
+    """A Rust tokenizer that pauses after each change of its truncation setting."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def __getattr__(self, name: str):
+        return getattr(self.tokenizer, name)
+
+    def enable_truncation(self, *args, **kwargs) -> None:
+        self.tokenizer.enable_truncation(*args, **kwargs)
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_embedder_and_reader_share_their_tokenizer_safely(pipeline, torch_pipeline, monkeypatch, runtime):
     """A fast tokenizer keeps its truncation settings from call to call; the
     embedder and the reader share one and use different settings. A pause
     after each settings change widens the race so that, unguarded, the two
     threads encode with each other's settings within a few calls."""
+    pipeline = pipeline if runtime == "onnx" else torch_pipeline
     tokenizer = pipeline.reader.tokenizer
     assert tokenizer is pipeline.embedder.tokenizer
+    if runtime == "onnx":  # the Rust tokenizer itself: both models get one slow stand-in for it
+        tokenizer = SlowTruncationSetting(tokenizer)
+        monkeypatch.setattr(pipeline.embedder, "_tokenizer", tokenizer)
+        monkeypatch.setattr(pipeline.reader, "_tokenizer", tokenizer)
     passages = [c.chunk.text for c in pipeline.retriever.run(["Qui a fondé Mistral ?"], 4)]
+    passages.append(pipeline.documents[0].text)  # long enough for its windows to depend on the truncation
     question = "Who founded Mistral AI, and when?"
     reference = [(w.input_ids, w.offsets.tolist()) for w in pipeline.reader.windows(question, passages)]
-    set_settings = tokenizer.set_truncation_and_padding
+    if runtime == "torch":
+        set_settings = tokenizer.set_truncation_and_padding
 
-    def slow_set_settings(*args, **kwargs):
-        set_settings(*args, **kwargs)
-        time.sleep(0.002)
+        def slow_set_settings(*args, **kwargs):
+            set_settings(*args, **kwargs)
+            time.sleep(0.002)
 
-    monkeypatch.setattr(tokenizer, "set_truncation_and_padding", slow_set_settings)
+        monkeypatch.setattr(tokenizer, "set_truncation_and_padding", slow_set_settings)
     errors: list[str] = []
     done = threading.Event()
 

@@ -126,11 +126,13 @@ def test_index_reports_a_folder_it_cannot_write(tmp_path):
     assert "could not be saved" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cold_start_is_counted_from_spawn_to_answer():
-    from rag.evaluation.bench import cold_start
+def test_cold_ask_is_timed_to_its_answer_and_to_its_exit(index_dir):
+    from rag.evaluation.bench import cold_ask
 
-    spawn_to_answer, in_process = cold_start("Qui a fondé Mistral ?")
-    assert spawn_to_answer >= in_process > 0  # the child's own count starts after its interpreter
+    rag("index", index_dir=index_dir)
+    for runtime in ("onnx", "torch"):
+        timing = cold_ask("Qui a fondé Mistral ?", runtime, index_dir)
+        assert timing["to_exit_s"] >= timing["to_answer_s"] > 0 and timing["peak_rss_mb"] > 0
 
 
 def test_python_dash_m_rag_and_options_after_the_command(index_dir, tmp_path):

@@ -19,9 +19,10 @@ from rag.answer.wording import words_for
 from rag.chunking import DocumentSplitter
 from rag.documents import Document, check_documents, default_documents
 from rag.embedding import Embedder
+from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.weights import share_word_embeddings
 from rag.index import IndexStore, PassageIndex
-from rag.reader import ExtractiveReader, make_reader
+from rag.reader import ExtractiveReader, builtin_exports, make_reader
 from rag.retrieval import HybridRetriever
 from rag.settings import BUILTIN, Settings
 
@@ -100,7 +101,10 @@ class Pipeline:
         self.documents = documents if documents is not None else default_documents()
         check_documents(self.documents)
         self.splitter = DocumentSplitter(self.settings.chunk_size, self.settings.chunk_overlap)
-        self.embedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
+        self.embedder: Embedder | OnnxEmbedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
+        if self.settings.lean:
+            self.embedder = OnnxEmbedder(self.embedder, self.settings.onnx_cache_dir,
+                                         threads=self.settings.reader_threads or None)
         self.store = IndexStore(self.settings.index_dir)
         self.reader: ExtractiveReader | None = None
         self.retriever: HybridRetriever | None = None
@@ -136,6 +140,9 @@ class Pipeline:
 
     def _load_models(self) -> None:
         """The embedder, then the reader unless one is already set (the caller holds the lock)."""
+        if self.settings.lean:
+            self._load_lean_models()
+            return
         self.embedder.warm_up()
         if self.reader is not None:
             return
@@ -145,6 +152,16 @@ class Pipeline:
         reader.warm_up()
         if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
             log.info("The reader shares the embedder's word embeddings")
+        self.reader = reader
+
+    def _load_lean_models(self) -> None:
+        """The built-in models on onnxruntime; they share one tokenizer and one word-embedding table."""
+        if self.reader is not None:
+            return
+        builtin_exports(self.settings)  # before the embedder loads them
+        self.embedder.warm_up()
+        reader = make_reader(self.settings, self.embedder.tokenizer, self.embedder.word_embeddings)
+        reader.warm_up()
         self.reader = reader
 
     def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:

@@ -173,12 +173,27 @@ SENTENCE_TRANSFORMERS_FILES = {
 
 
 @contextmanager
-def staged_folder(target: Path, manifest: dict):
-    """Yield an empty staging folder; on success record the weights' hash in
-    the manifest and move the folder into place atomically."""
+def staging_folder(target: Path):
+    """Yield an empty folder beside ``target``: once filled without error it
+    replaces ``target`` atomically; after an error it is removed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
+        yield staging
+        os.chmod(staging, 0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def staged_folder(target: Path, manifest: dict):
+    """Yield an empty staging folder; on success record the weights' hash in
+    the manifest and move the folder into place atomically."""
+    with staging_folder(target) as staging:
         yield staging
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -187,13 +202,6 @@ def staged_folder(target: Path, manifest: dict):
             **manifest,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        os.chmod(staging, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def write_model_folder(target: Path, model: E5File, state: dict[str, np.ndarray], manifest: dict) -> None:

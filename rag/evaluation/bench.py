@@ -1,9 +1,16 @@
-"""Speed and memory of the pipeline: cold start (a new process up to its first
-answer), warm latency p50/p95, index build time and peak resident memory."""
+"""Speed and memory of both query paths, measured in one run so that their
+ratio is taken on the same machine at the same time: the cold start of
+``rag ask`` (a new process, from its start to its answer and to its exit,
+with its peak memory), warm latency p50/p95, and the index build with its
+passage throughput.
+
+Each path's warm latency is timed in a process of its own, the paths taking
+turns (A B A B): in one process, the threads one runtime leaves spinning
+after its work slow down the other's next question."""
 from __future__ import annotations
 
+import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -14,64 +21,111 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import Pipeline
-from rag.evaluation.qa import QAItem
+from rag.evaluation.qa import load_questions
 
-COLD_START = """
-import time
-began = time.perf_counter()
-from rag import ask
-ask({question!r})
-print(time.perf_counter() - began, time.time(), flush=True)
+RUNTIMES = ("onnx", "torch")
+
+
+def cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str] = ()) -> dict:
+    """One ``rag ask`` in a new process: seconds from its start to the first
+    line of its answer and to its exit, and its peak resident memory."""
+    command = [sys.executable, "-u", "-m", "rag", "--runtime", runtime, "--index-dir", str(index_dir),
+               *(f"--document={d}" for d in documents), "ask", question]
+    began = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env=os.environ.copy())
+    child.stdout.readline()  # unbuffered (-u): the line comes as soon as the answer is printed
+    answered = time.perf_counter() - began
+    child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    exited = time.perf_counter() - began
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {child.returncode}")
+    return {"to_answer_s": answered, "to_exit_s": exited, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def median_cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str], runs: int) -> dict:
+    results = [cold_ask(question, runtime, index_dir, documents) for _ in range(runs)]
+    middle = sorted(results, key=lambda r: r["to_exit_s"])[len(results) // 2]
+    return {
+        "cold_to_answer_s": round(middle["to_answer_s"], 2),
+        "cold_to_exit_s": round(middle["to_exit_s"], 2),
+        "cold_to_exit_max_s": round(max(r["to_exit_s"] for r in results), 2),
+        "cold_peak_rss_mb": round(max(r["peak_rss_mb"] for r in results), 1),
+    }
+
+
+def passage_throughput(pipeline: Pipeline, passages: int = 256) -> float:
+    """Passages embedded per second by the index's embedder (sentence-transformers)."""
+    chunks = pipeline.splitter.run(pipeline.documents)
+    texts = [chunks[i % len(chunks)].text for i in range(passages)]
+    began = time.perf_counter()
+    pipeline.embedder.embed_passages(texts)
+    return passages / (time.perf_counter() - began)
+
+
+WARM = """
+import json, sys, time
+from rag import Pipeline, Settings
+from rag.documents import default_documents, load_document
+from rag.evaluation.qa import load_questions
+runtime, questions, rounds, index_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+documents = [load_document(path) for path in sys.argv[5:]] or default_documents()
+pipeline = Pipeline(Settings.from_env(runtime=runtime, index_dir=index_dir), documents)
+items = load_questions(questions)
+for item in items[:3]:  # one untimed pass fills caches and lazy paths
+    pipeline.run(item.question, item.history)
+seconds = []
+for _ in range(rounds):
+    for item in items:
+        began = time.perf_counter()
+        pipeline.run(item.question, item.history)
+        seconds.append(time.perf_counter() - began)
+print(json.dumps(seconds))
 """
 
 
-def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
+def warm_latencies(runtime: str, questions: str, rounds: int, index_dir: Path, documents: list[str]) -> list[float]:
+    """Seconds per question in a warm process of ``runtime``."""
+    result = subprocess.run([sys.executable, "-c", WARM, runtime, questions, str(rounds), str(index_dir), *documents],
+                            capture_output=True, text=True, env=os.environ.copy(), check=True)
+    return json.loads(result.stdout.splitlines()[-1])
 
 
-def cold_start(question: str) -> tuple[float, float]:
-    """Seconds from starting a new interpreter to its first answer (models
-    already materialized), and the child's own count from its first import.
-    The child reports the clock time of its answer, so its exit is not counted."""
-    began = time.time()
-    result = subprocess.run(
-        [sys.executable, "-c", COLD_START.format(question=question)],
-        capture_output=True, text=True, env=os.environ.copy(), check=True,
-    )
-    in_process, answered_at = map(float, result.stdout.split()[-2:])
-    return answered_at - began, in_process
+def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: int = 3,
+              documents: list[str] = ()) -> dict:
+    """Both paths on the questions of ``questions`` (a JSONL file or a set
+    shipped with the package), over ``documents`` (files; default: the
+    embedded article) as ``pipeline`` reads them."""
+    items = load_questions(questions)
+    index_dir = pipeline.settings.index_dir
+    pipeline.load_index()  # the cold starts find the index made, as after rag setup
+    report: dict[str, dict] = {
+        runtime: median_cold_ask(items[0].question, runtime, index_dir, documents, cold_starts)
+        for runtime in RUNTIMES
+    }
+    latencies: dict[str, list[float]] = {runtime: [] for runtime in RUNTIMES}
+    for _ in range(2):
+        for runtime in RUNTIMES:
+            latencies[runtime] += warm_latencies(runtime, questions, max(1, rounds // 2), index_dir, documents)
+    for runtime, seconds in latencies.items():
+        milliseconds = np.array(seconds) * 1000
+        report[runtime]["warm_ms_p50"] = round(float(np.percentile(milliseconds, 50)), 1)
+        report[runtime]["warm_ms_p95"] = round(float(np.percentile(milliseconds, 95)), 1)
 
-
-def benchmark(pipeline: Pipeline, items: list[QAItem], rounds: int = 3, cold_starts: int = 3) -> dict:
-    starts = sorted(cold_start(items[0].question) for _ in range(cold_starts))
-    wall, in_process = starts[len(starts) // 2]  # the median start
-    child_rss = peak_rss_mb(resource.RUSAGE_CHILDREN)
-
-    pipeline.warm_up()
     with tempfile.TemporaryDirectory() as folder:
-        builder = Pipeline(replace(pipeline.settings, index_dir=Path(folder)), pipeline.documents)
-        builder.embedder = pipeline.embedder  # the model is loaded; time the indexing itself
+        builder = Pipeline(replace(pipeline.settings, index_dir=Path(folder), runtime="torch"), pipeline.documents)
+        builder.embedder.warm_up()  # time the indexing, not the model's loading
         began = time.perf_counter()
-        builder.build_index()
+        index = builder.build_index()
         build_seconds = time.perf_counter() - began
-
-    for item in items[:3]:  # one untimed pass fills caches and lazy paths
-        pipeline.run(item.question, item.history)
-    latencies = []
-    for _ in range(rounds):
-        for item in items:
-            began = time.perf_counter()
-            pipeline.run(item.question, item.history)
-            latencies.append(time.perf_counter() - began)
-    milliseconds = np.array(latencies) * 1000
+        throughput = passage_throughput(builder)
     return {
-        "cold_start_s": round(wall, 2),
-        "cold_start_in_process_s": round(in_process, 2),
-        "cold_start_max_s": round(starts[-1][0], 2),
-        "warm_ms_p50": round(float(np.percentile(milliseconds, 50)), 1),
-        "warm_ms_p95": round(float(np.percentile(milliseconds, 95)), 1),
-        "questions_timed": len(latencies),
+        **report,
+        "questions_timed_per_path": len(latencies["onnx"]),
         "index_build_s": round(build_seconds, 3),
-        "peak_rss_mb": round(max(peak_rss_mb(), child_rss), 1),
+        "index_passages": len(index.chunks),
+        "passage_embedding_per_s": round(throughput, 1),
         "cpu_threads": os.cpu_count(),
     }

@@ -22,15 +22,38 @@ def builtin_reader_path(cache_dir: Path, embedder_cache_dir: Path, deep: bool = 
     return assemble_reader(Path(str(BUILTIN_READER)), embedder, cache_dir, deep)
 
 
+def builtin_exports(settings: Settings, deep: bool = False) -> Path:
+    """The ONNX exports of the built-in embedder and reader, made from the
+    materialized models when missing (torch is imported only then)."""
+    from rag.embedding.onnx_export import export_models
+
+    reader = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir, deep=deep)
+    return export_models(settings.embedder_cache_dir, reader, settings.onnx_cache_dir, deep=deep)
+
+
 def builtin_reader_calibration() -> Calibration:
     """The confidence calibration fitted on held-out data after training."""
     return Calibration(**json.loads(BUILTIN_READER.joinpath("reader.json").read_text())["calibration"])
 
 
-def make_reader(settings: Settings, tokenizer=None) -> ExtractiveReader:
-    """The reader the settings name: the built-in one (assembled, calibrated)
-    or any extractive QA folder or hub id (SQuAD 2.0's margin > 0 rule)."""
+def make_reader(settings: Settings, tokenizer=None, word_embeddings=None) -> ExtractiveReader:
+    """The reader the settings name: the built-in one (assembled, calibrated;
+    on onnxruntime unless the runtime is torch) or any extractive QA folder or
+    hub id (SQuAD 2.0's margin > 0 rule). ``tokenizer`` and, on onnxruntime,
+    ``word_embeddings`` may be the embedder's, which the built-in reader shares."""
     threads = settings.reader_threads or None
+    if settings.lean:
+        import numpy as np
+
+        from rag.embedding.onnx_embedder import load_tokenizer
+        from rag.embedding.onnx_export import WORD_EMBEDDINGS
+        from rag.reader.onnx_reader import OnnxReader
+
+        exports = builtin_exports(settings)
+        if word_embeddings is None:
+            word_embeddings = np.load(exports / WORD_EMBEDDINGS, mmap_mode="r")
+        return OnnxReader(exports, tokenizer or load_tokenizer(settings.embedder_cache_dir), word_embeddings,
+                          builtin_reader_calibration(), threads)
     if settings.reader != BUILTIN:
         return ExtractiveReader(settings.reader, threads=threads, tokenizer=tokenizer)
     path = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir)
@@ -38,5 +61,6 @@ def make_reader(settings: Settings, tokenizer=None) -> ExtractiveReader:
 
 
 __all__ = [
-    "Calibration", "ExtractiveReader", "Span", "builtin_reader_calibration", "builtin_reader_path", "make_reader",
+    "Calibration", "ExtractiveReader", "Span", "builtin_exports", "builtin_reader_calibration", "builtin_reader_path",
+    "make_reader",
 ]

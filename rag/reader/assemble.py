@@ -16,9 +16,6 @@ WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 def assemble_reader(trained: Path, embedder: Path, target: Path, deep: bool = False) -> Path:
     """A Hugging Face ``BertForQuestionAnswering`` folder at ``target``, reused
     when made from these weights (its own file checked by hash when ``deep``)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
     expected = {
         "trained_sha256": sha256_file(trained / "model.safetensors"),
         "embedder_sha256": (read_manifest(embedder) or {}).get("weights_sha256") or sha256_file(
@@ -27,6 +24,9 @@ def assemble_reader(trained: Path, embedder: Path, target: Path, deep: bool = Fa
     }
     if verified(target, expected, deep):
         return target
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
     log.info("Assembling the reader into %s", target)
     with staged_folder(target, expected) as staging:
         state = load_file(str(trained / "model.safetensors"))

@@ -71,6 +71,17 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def padded_batch(windows: list[Window], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded to the longest window, and the attention mask."""
+    width = max(len(w.input_ids) for w in windows)
+    ids = np.full((len(windows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(windows), width), dtype=np.int64)
+    for row, window in enumerate(windows):
+        ids[row, : len(window.input_ids)] = window.input_ids
+        mask[row, : len(window.input_ids)] = 1
+    return ids, mask
+
+
 def window_spans(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
@@ -169,14 +180,9 @@ class ExtractiveReader:
         results = []
         for begin in range(0, len(windows), self.batch_size):
             batch = windows[begin : begin + self.batch_size]
-            width = max(len(w.input_ids) for w in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, window in enumerate(batch):
-                ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
-                mask[row, : len(window.input_ids)] = 1
+            ids, mask = (torch.from_numpy(a).to(self.device) for a in padded_batch(batch, pad))
             with torch.inference_mode(), torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.bf16):
-                output = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+                output = self._model(input_ids=ids, attention_mask=mask)
             starts = output.start_logits.float().cpu().numpy()
             ends = output.end_logits.float().cpu().numpy()
             for row, window in enumerate(batch):

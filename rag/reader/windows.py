@@ -22,6 +22,11 @@ class Window:
         return self.offsets[:, 0] >= 0
 
 
+def backend(tokenizer):
+    """The Rust tokenizer (``tokenizers.Tokenizer``) behind a transformers fast tokenizer, or itself."""
+    return getattr(tokenizer, "backend_tokenizer", tokenizer)
+
+
 def make_windows(
     tokenizer,
     questions: list[str],
@@ -33,30 +38,32 @@ def make_windows(
     """Tokenize question/context pairs into windows of at most ``max_length`` tokens.
 
     Questions longer than ``max_question_tokens`` are cut, so a context always
-    has room; ``stride`` tokens overlap between consecutive windows.
+    has room; ``stride`` tokens overlap between consecutive windows. Works on
+    the Rust tokenizer, so the query path needs no transformers import; a
+    transformers fast tokenizer is accepted too. The caller holds the
+    tokenizer's lock: its truncation setting is changed here.
     """
-    question_ids = tokenizer(questions, add_special_tokens=False)["input_ids"]
+    rust = backend(tokenizer)
+    rust.no_padding()
+    rust.no_truncation()
+    question_ids = [e.ids for e in rust.encode_batch(questions, add_special_tokens=False)]
     questions = [
-        tokenizer.decode(ids[:max_question_tokens]) if len(ids) > max_question_tokens else q
+        rust.decode(ids[:max_question_tokens], skip_special_tokens=False) if len(ids) > max_question_tokens else q
         for q, ids in zip(questions, question_ids)
     ]
-    encoded = tokenizer(
-        questions,
-        contexts,
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-    )
+    rust.enable_truncation(max_length, stride=stride, strategy="only_second")
+    try:
+        encodings = rust.encode_batch(list(zip(questions, contexts)))
+    finally:
+        rust.no_truncation()
     windows = []
-    for i, ids in enumerate(encoded["input_ids"]):
-        sequence_ids = encoded.sequence_ids(i)
-        offsets = np.array(
-            [pair if seq == 1 else (-1, -1) for pair, seq in zip(encoded["offset_mapping"][i], sequence_ids)],
-            dtype=np.int64,
-        ).reshape(-1, 2)
-        windows.append(Window(encoded["overflow_to_sample_mapping"][i], ids, offsets))
+    for example_index, encoding in enumerate(encodings):
+        for part in (encoding, *encoding.overflowing):
+            offsets = np.array(
+                [pair if seq == 1 else (-1, -1) for pair, seq in zip(part.offsets, part.sequence_ids)],
+                dtype=np.int64,
+            ).reshape(-1, 2)
+            windows.append(Window(example_index, part.ids, offsets))
     return windows
 
 

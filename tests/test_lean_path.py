@@ -1,0 +1,93 @@
+"""The lean query path (onnxruntime and tokenizers) against the models' own
+definitions (sentence-transformers, transformers), on the real models."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rag import Settings
+from rag.embedding.onnx_embedder import OnnxEmbedder
+from rag.embedding.onnx_export import MANIFEST, READER, export_identity, exports_verified
+from rag.evaluation.qa import load_questions
+from rag.reader.onnx_reader import OnnxReader
+from test_embedding import TEXTS
+
+
+def test_the_lean_path_is_the_default(pipeline):
+    assert pipeline.settings.lean
+    assert isinstance(pipeline.embedder, OnnxEmbedder) and isinstance(pipeline.reader, OnnxReader)
+    assert pipeline.reader.tokenizer is pipeline.embedder.tokenizer  # one tokenizer, one embedding table
+    assert pipeline.reader.word_embeddings is pipeline.embedder.word_embeddings
+
+
+def test_named_models_and_the_torch_runtime_take_the_transformers_path(tmp_path):
+    assert not Settings.from_env({}, runtime="torch").lean
+    assert not Settings.from_env({}, reader=str(tmp_path)).lean
+    assert not Settings.from_env({"RAG_EMBEDDER": "intfloat/multilingual-e5-small"}).lean
+    with pytest.raises(ValueError, match="RAG_RUNTIME"):
+        Settings.from_env({"RAG_RUNTIME": "tensorflow"})
+
+
+@pytest.mark.parametrize("kind", ["query", "passage"])
+def test_vectors_equal_sentence_transformers(pipeline, torch_pipeline, kind):
+    lean, definition = pipeline.embedder, torch_pipeline.embedder
+    if kind == "query":
+        ours, theirs = lean.embed_queries(TEXTS), definition.embed_queries(TEXTS)
+    else:  # the same graph with the passage prompt, though passages are indexed by sentence-transformers
+        ours, theirs = lean._encode(TEXTS, "passage: "), definition.embed_passages(TEXTS)
+    cosines = np.sum(ours * theirs, axis=1)
+    assert cosines.min() >= 0.999, dict(zip(TEXTS, cosines.round(5)))
+
+
+def test_reader_spans_equal_the_transformers_reader(pipeline, torch_pipeline):
+    """Same windows, same decoding; the logits of the export equal the model's
+    in fp32 (the transformers path multiplies in bfloat16 where the CPU can)."""
+    reference = torch_pipeline.reader
+    reference.bf16 = False
+    try:
+        for item in load_questions("extra_qa.jsonl"):
+            passages = [p.chunk.text for p in pipeline.retriever.run([item.question], pipeline.settings.top_k)]
+            ours = pipeline.reader.run(item.question, passages, top_k=3)
+            theirs = reference.run(item.question, passages, top_k=3)
+            assert [(s.passage_index, s.start, s.end) for s in ours] == \
+                [(s.passage_index, s.start, s.end) for s in theirs], item.question
+            assert [s.margin for s in ours] == pytest.approx([s.margin for s in theirs], abs=1e-3)
+    finally:
+        reference.bf16 = True
+
+
+def test_a_cold_answer_imports_neither_torch_nor_transformers(pipeline):
+    pipeline.load_index()  # the index is there, as after rag setup
+    script = ("import sys; from rag import ask; answer = ask('Qui a fondé Mistral ?'); "
+              "print(answer.text); print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') "
+              "if m in sys.modules))")
+    env = {**os.environ, "RAG_INDEX_DIR": str(pipeline.settings.index_dir)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text, imported = result.stdout.strip().splitlines()
+    assert text == pipeline.run("Qui a fondé Mistral ?").text
+    assert imported == "[]"
+
+
+def test_damaged_exports_are_detected(pipeline, tmp_path):
+    settings = pipeline.settings
+    folder = shutil.copytree(settings.onnx_cache_dir, tmp_path / "onnx")
+    expected = export_identity(settings.embedder_cache_dir, settings.reader_cache_dir)
+    assert exports_verified(folder, expected, deep=True)
+    assert not exports_verified(folder, {**expected, "reader_sha256": "another reader"})
+    with open(folder / READER, "r+b") as model:
+        model.seek(1000)
+        model.write(b"\0" * 64)
+    assert exports_verified(folder, expected, deep=False)  # same size: only the hash can tell
+    assert not exports_verified(folder, expected, deep=True)
+    with open(folder / READER, "ab") as model:
+        model.write(b"\0")
+    assert not exports_verified(folder, expected, deep=False)
+    (folder / MANIFEST).write_text(json.dumps([]))
+    assert not exports_verified(folder, expected)
