@@ -255,10 +255,11 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
 
 def launch(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int | None = None,
            share: bool = False, block: bool = True):
-    """Serve the chat with its queue, page style and upload limit; returns Gradio's (app, url, share url)."""
+    """Serve the chat with its queue, page style, upload and session limits; returns Gradio's (app, url, share url)."""
     app.queue(default_concurrency_limit=2, max_size=64)
     return app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                      quiet=not block, max_file_size=f"{settings.max_upload_mb}mb", css=CSS, head=HEAD)
+                      quiet=not block, max_file_size=f"{settings.max_upload_mb}mb",
+                      state_session_capacity=settings.max_sessions, css=CSS, head=HEAD)
 
 
 def main() -> None:

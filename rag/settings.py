@@ -33,6 +33,9 @@ class Settings:
     similarity_weight: float = 100.0
     max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
     max_upload_mb: int = 10  # the chat server refuses larger uploads
+    # Conversations whose state (the earlier questions) the chat server keeps;
+    # the least recently used goes first. Each costs memory (README, soak).
+    max_sessions: int = 1000
     reader_threads: int = 0  # 0: the runtime's default
     # "onnx": the built-in models answer through onnxruntime (no torch import; a
     # cold answer in about a second); "torch": through transformers, as other models do.
