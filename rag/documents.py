@@ -37,7 +37,9 @@ class Chunk:
 
 
 def parse_document(raw: str, doc_id: str, title: str | None = None) -> Document:
-    """Build a document from raw text, taking an optional leading date line as metadata."""
+    """Build a document from raw text, taking an optional leading date line as
+    metadata; a byte-order mark, which editors may leave, is not text."""
+    raw = raw.removeprefix("\ufeff")
     match = _DATE_LINE.match(raw)
     date = match.group(1) if match else None
     text = raw[match.end():] if match else raw

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rag import Pipeline
-from rag.documents import Document, default_documents, parse_document
+from rag.documents import Document, default_documents, load_document, parse_document
 from rag.index.store import CHUNKS, MANIFEST, VECTORS
 
 
@@ -38,6 +38,13 @@ def test_the_date_line_is_metadata():
     assert parse_document("Just text.", "x").date is None
     with pytest.raises(ValueError):
         parse_document("date 2024-02   ", "empty")
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    path = tmp_path / "note.txt"
+    path.write_text("date 2024-03\nLa réunion aura lieu à Lyon.", encoding="utf-8-sig")
+    document = load_document(path)
+    assert document.date == "2024-03" and document.text == "La réunion aura lieu à Lyon."
 
 
 def test_round_trip(fresh):
