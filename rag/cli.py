@@ -119,8 +119,8 @@ def command_eval_squad(args) -> int:
     if args.documents_mode:
         return command_eval_squad_documents(args)
     from rag.evaluation.documents import load_examples
+    from rag.evaluation.reader import predict_all, score
     from rag.reader import make_reader
-    from rag.reader.evaluate import predict_all, score
 
     settings = settings_from(args)
     examples = load_examples(args.file, args.held_out, args.questions_from)
@@ -171,7 +171,7 @@ def command_soak(args) -> int:
 
 
 def command_train(args) -> int:
-    from rag.reader.train import main
+    from rag.training.train import main
 
     main(args.train_args)
     return 0
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--url", help="a chat already running (default: start python ui.py on a free port)")
     soak.add_argument("--pid", type=int, help="that chat's process id, to read its memory")
     soak.set_defaults(run=command_soak)
-    train = commands.add_parser("train", help="train the reader (see python -m rag.reader.train --help)")
+    train = commands.add_parser("train", help="train the reader (see python -m rag.training.train --help)")
     train.add_argument("train_args", nargs=argparse.REMAINDER)
     train.set_defaults(run=command_train)
     return parser

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rag import Pipeline
 from rag.answer.language import detect_language
 from rag.evaluation.qa import QAItem, evaluate, load_questions
-from rag.reader.squad import best_scores, normalize_answer
+from rag.evaluation.squad import best_scores, normalize_answer
 
 
 def assert_is_a_span(pipeline, answer):

@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from test_embedding import TEXTS
 
 from rag import Settings
 from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.onnx_export import MANIFEST, READER, export_identity, exports_verified
 from rag.evaluation.qa import load_questions
 from rag.reader.onnx_reader import OnnxReader
-from test_embedding import TEXTS
 
 
 def test_the_lean_path_is_the_default(pipeline):

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from rag.reader.evaluate import ReaderPrediction, fit_calibration
+from rag.evaluation.reader import ReaderPrediction, fit_calibration
+from rag.evaluation.squad import QAExample, best_scores, normalize_answer
 from rag.reader.reader import Calibration, ExtractiveReader, trim_span, window_spans
-from rag.reader.squad import QAExample, best_scores, normalize_answer
 from rag.reader.windows import Window, make_windows, span_labels
 
 
@@ -142,7 +142,7 @@ def test_squad_normalization_handles_french():
 def test_unanswerable_copies_never_hold_the_answer():
     import random
 
-    from rag.reader.training_data import unanswerable_copies
+    from rag.training.data import unanswerable_copies
 
     article = [QAExample(f"q{i}", f"question {i}", f"Paragraphe {i} : la réponse est R{i}.", [(f"R{i}", 25)],
                          article_index=i // 3) for i in range(9)]
@@ -159,7 +159,7 @@ def test_unanswerable_copies_never_hold_the_answer():
 
 
 def test_french_and_english_keeps_piaf_and_english_questions(tmp_path):
-    from rag.reader.training_data import french_and_english
+    from rag.training.data import french_and_english
 
     def squad(path, qas):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,7 @@ def test_french_and_english_keeps_piaf_and_english_questions(tmp_path):
 def test_distillation_loss_is_zero_only_where_the_student_matches_the_teacher(tiny_reader):
     import torch
 
-    from rag.reader.train import distillation_loss
+    from rag.training.train import distillation_loss
 
     model = tiny_reader.model
     ids = torch.randint(5, 1000, (3, 12))
@@ -204,7 +204,7 @@ def test_interpolated_reader_lies_between_its_two_ends(tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from rag.reader.interpolate import interpolate
+    from rag.training.interpolate import interpolate
 
     ends = {}
     for name, value in (("start", 1.0), ("tuned", 3.0)):

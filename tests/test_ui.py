@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from rag.reader.squad import normalize_answer
+from rag.evaluation.squad import normalize_answer
 from ui import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,9 +19,9 @@ import numpy as np
 
 from rag.answer import Pipeline
 from rag.documents import Document
-from rag.reader.evaluate import latency_percentiles
-from rag.reader.squad import QAExample, best_scores, load_squad
-from rag.reader.training_data import held_out
+from rag.evaluation.reader import latency_percentiles
+from rag.evaluation.squad import QAExample, best_scores, load_squad
+from rag.training.data import held_out
 
 
 def load_examples(path: str | Path, held_out_only: bool, questions_from: str | Path | None) -> list[QAExample]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import Pipeline
-from rag.reader.evaluate import latency_percentiles
-from rag.reader.squad import best_scores, normalize_answer
+from rag.evaluation.reader import latency_percentiles
+from rag.evaluation.squad import best_scores, normalize_answer
 
 BUILTIN_SETS = ("extra_qa.jsonl", "followups.jsonl")
 

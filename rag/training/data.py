@@ -12,7 +12,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from rag.reader.squad import QAExample, load_squad
+from rag.evaluation.squad import QAExample, load_squad
 
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
 CROSS_LINGUAL_CONTEXTS = ("de", "es", "ro", "tr", "vi")  # Latin-script contexts for English questions
