@@ -2,9 +2,12 @@
 ``shared/datasets`` (credits and licenses in the README and the model card).
 
 Held out for evaluation, by article: every tenth article of PIAF, of XQuAD
-(in every language, since XQuAD is parallel) and of SQuAD-es v2.0. SQuAD-es
-and SQuAD-it articles that share a question id with held-out XQuAD articles
-(they are translations of the same SQuAD dev set) are dropped from training.
+(in every language, since XQuAD is parallel) and of SQuAD-es v2.0, and, with
+squad-en in the mix, every tenth article of SQuAD v2.0 dev. XQuAD, SQuAD-es,
+SQuAD-it and squad-en hold the same SQuAD dev articles in several languages
+(their questions share ids), so every article is known by its English SQuAD
+title, and an article held out in one language is kept out of training in
+all of them.
 """
 from __future__ import annotations
 
@@ -20,6 +23,32 @@ CROSS_LINGUAL_CONTEXTS = ("de", "es", "ro", "tr", "vi")  # Latin-script contexts
 
 def held_out(example: QAExample) -> bool:
     return example.article_index % 10 == 0
+
+
+SQUAD_EN = ("squad-en/dev-v1.1.json.gz", "squad-en/dev-v2.0.json.gz")
+
+
+def squad_titles(data_dir: Path) -> dict[str, str]:
+    """The English SQuAD article title of every question id of SQuAD v1.1 and v2.0 dev."""
+    return {e.id: e.title for name in SQUAD_EN for e in load_squad(data_dir / name)}
+
+
+def source_id(example: QAExample) -> str:
+    """The id of the question an example was made from (its copies add "-tag" suffixes)."""
+    return example.id.split("-", 1)[0]
+
+
+def squad_en_examples(data_dir: Path) -> list[QAExample]:
+    """SQuAD v2.0 dev (answerable and adversarial unanswerable questions) and
+    the v1.1 dev questions it does not repeat: v2.0's answerable questions
+    are v1.1's on the same articles, so each is counted once. An article keeps
+    one number across both files."""
+    v11, v20 = (load_squad(data_dir / name) for name in SQUAD_EN)
+    in_v20 = {(e.question, e.context) for e in v20}
+    numbers = {e.title: e.article_index for e in v20}
+    for e in v11:
+        numbers.setdefault(e.title, len(numbers))
+    return v20 + [replace(e, article_index=numbers[e.title]) for e in v11 if (e.question, e.context) not in in_v20]
 
 
 def unanswerable_copies(
@@ -56,7 +85,8 @@ def unanswerable_copies(
 
 
 def load_mix(
-    data_dir: str | Path, seed: int = 13, french_repeats: int = 1, same_article_negatives: float = 0.0
+    data_dir: str | Path, seed: int = 13, french_repeats: int = 1, same_article_negatives: float = 0.0,
+    squad_en: bool = False,
 ) -> tuple[list[QAExample], dict[str, list[QAExample]]]:
     """Training examples and the held-out evaluation sets, deterministically.
 
@@ -64,11 +94,16 @@ def load_mix(
     one) that many times per epoch: French is the documents' main language.
     ``same_article_negatives`` adds that share of PIAF and English XQuAD
     questions again, paired with another paragraph of their own article.
+    ``squad_en`` adds the English SQuAD dev sets, with v2.0's adversarial
+    unanswerable questions, and holds a tenth of v2.0's articles out.
     """
     data_dir = Path(data_dir)
     rng = random.Random(seed)
     train: list[QAExample] = []
     evaluation: dict[str, list[QAExample]] = {}
+    titles = squad_titles(data_dir)
+    held_titles: set[str] = set()
+
 
     piaf = load_squad(data_dir / "piaf" / "piaf-v1.0.json")
     train += [e for e in piaf if not held_out(e)] * french_repeats
@@ -76,6 +111,13 @@ def load_mix(
 
     xquad = {lang: load_squad(data_dir / "xquad" / f"xquad.{lang}.json") for lang in XQUAD_LANGUAGES}
     held_ids = {e.id for e in xquad["en"] if held_out(e)}
+    squad_es_v2 = load_squad(data_dir / "squad-es" / "dev-v2.0-es_small.json")
+    squad_en_v2 = load_squad(data_dir / SQUAD_EN[1]) if squad_en else []
+    held_titles |= {titles.get(e.id) for e in xquad["en"] if held_out(e)}
+    held_titles |= {titles.get(e.id) for e in squad_es_v2 if held_out(e)}
+    held_titles |= {e.title for e in squad_en_v2 if held_out(e)}
+    held_titles.discard(None)
+
     for lang, examples in xquad.items():
         train += [e for e in examples if not held_out(e)]
     evaluation["xquad-en"] = [e for e in xquad["en"] if held_out(e)]
@@ -99,10 +141,13 @@ def load_mix(
         leaked = leaks(examples)
         train += [e for e in examples if e.article_index not in leaked]
 
-    squad_es_v2 = load_squad(data_dir / "squad-es" / "dev-v2.0-es_small.json")
     leaked = leaks(squad_es_v2)
     train += [e for e in squad_es_v2 if not held_out(e) and e.article_index not in leaked]
     evaluation["squad-es-v2"] = [e for e in squad_es_v2 if held_out(e) and e.article_index not in leaked]
+
+    if squad_en:
+        train += [e for e in squad_en_examples(data_dir) if e.title not in held_titles]
+        evaluation["squad-en-v2"] = [e for e in squad_en_v2 if held_out(e)]
 
     train_piaf = [e for e in piaf if not held_out(e)]
     train_en = [e for e in xquad["en"] if not held_out(e)]
@@ -123,6 +168,12 @@ def load_mix(
         evaluation[f"{name}-same-article-negatives"] = unanswerable_copies(
             evaluation[name], pool, 1.0, sibling, "sib", same_article=True
         )
+    # Last, so that the draws above, and the evaluation sets they make, do not
+    # depend on it: no question or paragraph of an article held out in one
+    # language trains in another (an unanswerable copy may have borrowed one).
+    held_contexts = {e.context for examples in (*xquad.values(), squad_es_v2, squad_en_v2) for e in examples
+                     if titles.get(e.id) in held_titles}
+    train = [e for e in train if titles.get(source_id(e)) not in held_titles and e.context not in held_contexts]
     rng.shuffle(train)
     return train, evaluation
 
@@ -133,5 +184,6 @@ def french_and_english(examples: list[QAExample], data_dir: str | Path) -> list[
     paragraphs), with their unanswerable copies."""
     data_dir = Path(data_dir)
     english = {e.question for e in load_squad(data_dir / "xquad" / "xquad.en.json")}
+    english |= {e.question for name in SQUAD_EN for e in load_squad(data_dir / name)}
     french = {e.id for e in load_squad(data_dir / "piaf" / "piaf-v1.0.json")}
     return [e for e in examples if e.question in english or e.id.split("-")[0] in french]

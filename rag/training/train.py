@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--french-repeats", type=int, default=3, help="times PIAF is seen per epoch")
     parser.add_argument("--same-article-negatives", type=float, default=0.0,
                         help="share of PIAF/XQuAD-en questions also asked of another paragraph of their article")
+    parser.add_argument("--squad-en", action="store_true",
+                        help="add SQuAD v1.1/v2.0 dev (English, with adversarial unanswerable questions); "
+                        "a tenth of v2.0's articles are held out")
     parser.add_argument("--french-and-english", action="store_true",
                         help="train only on PIAF and English questions (and their unanswerable copies)")
     parser.add_argument("--init", metavar="FOLDER", help="start from an exported reader (e.g. rag/models/reader)")
@@ -169,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         args.base = str(materialize_embedder(Settings.from_env().embedder_cache_dir))
 
     torch.manual_seed(args.seed)
-    train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats, args.same_article_negatives)
+    train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats, args.same_article_negatives,
+                                 args.squad_en)
     if args.calibrate:
         calibrate(Path(args.calibrate), Path(args.base), evaluation, device, out / "assembled")
         return
