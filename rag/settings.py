@@ -31,6 +31,7 @@ class Settings:
     # Ranking answers across passages: the reader's margin plus this many times the
     # question-passage cosine (chosen on held-out documents for the built-in reader).
     similarity_weight: float = 100.0
+    max_answer_tokens: int = 48  # the longest span the reader may answer with
     max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
     max_upload_mb: int = 10  # the chat server refuses larger uploads
     # Conversations whose state (the earlier questions) the chat server keeps;

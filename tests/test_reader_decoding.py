@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rag.evaluation.reader import ReaderPrediction, fit_calibration
+from rag.evaluation.reader import ReaderPrediction, fit_calibration, span_lengths
 from rag.evaluation.squad import QAExample, best_scores, normalize_answer
 from rag.reader.reader import Calibration, ExtractiveReader, trim_span, window_spans
 from rag.reader.windows import Window, make_windows, span_labels
@@ -71,6 +71,17 @@ def test_fit_calibration_separates_right_from_wrong():
     assert calibration.scale > 0
     assert all(calibration.confidence(p.margin) > 0.5 for p in right)
     assert all(calibration.confidence(p.margin) < 0.5 for p in wrong)
+
+
+def test_span_lengths_compare_with_the_closest_gold_answer():
+    gold = [("Arthur Mensch", 0), ("le PDG Arthur Mensch", 0)]
+    predictions = [ReaderPrediction(QAExample(str(i), "q", "ctx", gold), text, 1.0, 0) for i, text in enumerate(
+        ["Arthur Mensch", "le PDG Arthur Mensch", "Mensch",
+         "Arthur Mensch, le scientifique en chef Guillaume Lample et Timothée Lacroix"])]
+    lengths = span_lengths(predictions)
+    assert lengths["spans_twice_too_long"] == 0.25  # only the list of names (11 words against 4)
+    assert lengths["span_length_ratio_median"] == pytest.approx(1.0)
+    assert span_lengths([]) == {}
 
 
 def test_trim_span_drops_spaces_and_separators():

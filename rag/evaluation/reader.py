@@ -47,9 +47,24 @@ def score(predictions: list[ReaderPrediction], calibration: Calibration | None, 
         result["n_unanswerable"] = len(unanswerable)
     if answerable and unanswerable:
         result["has_answer_f1"] = float(np.mean([f1[i] for i in answerable]))
+    result.update(span_lengths([p for p in predictions if p.example.answerable and p.text]))
     if predictions:
         result.update(latency_percentiles([p.seconds for p in predictions]))
     return result
+
+
+def span_lengths(predictions: list[ReaderPrediction]) -> dict[str, float]:
+    """How long the reader's spans run against the gold answer closest in
+    length, in words: the median ratio and the share at least twice as long."""
+    if not predictions:
+        return {}
+    ratios = []
+    for p in predictions:
+        predicted = len(p.text.split())
+        gold = min((len(text.split()) for text, _ in p.example.answers), key=lambda n: abs(n - predicted))
+        ratios.append(predicted / max(1, gold))
+    return {"span_length_ratio_median": float(np.median(ratios)),
+            "spans_twice_too_long": float(np.mean(np.array(ratios) >= 2))}
 
 
 def latency_percentiles(seconds: list[float]) -> dict[str, float]:

@@ -53,11 +53,13 @@ def make_reader(settings: Settings, tokenizer=None, word_embeddings=None) -> Ext
         if word_embeddings is None:
             word_embeddings = np.load(exports / WORD_EMBEDDINGS, mmap_mode="r")
         return OnnxReader(exports, tokenizer or load_tokenizer(settings.embedder_cache_dir), word_embeddings,
-                          builtin_reader_calibration(), threads)
+                          builtin_reader_calibration(), threads, settings.max_answer_tokens)
     if settings.reader != BUILTIN:
-        return ExtractiveReader(settings.reader, threads=threads, tokenizer=tokenizer)
+        return ExtractiveReader(settings.reader, threads=threads, tokenizer=tokenizer,
+                                max_answer_tokens=settings.max_answer_tokens)
     path = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir)
-    return ExtractiveReader(str(path), threads=threads, calibration=builtin_reader_calibration(), tokenizer=tokenizer)
+    return ExtractiveReader(str(path), threads=threads, calibration=builtin_reader_calibration(), tokenizer=tokenizer,
+                            max_answer_tokens=settings.max_answer_tokens)
 
 
 __all__ = [

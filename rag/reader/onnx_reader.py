@@ -20,9 +20,10 @@ class OnnxReader(ExtractiveReader):
     ``word_embeddings`` come from the embedder."""
 
     def __init__(self, export_dir: Path, tokenizer, word_embeddings: np.ndarray,
-                 calibration: Calibration | None = None, threads: int | None = None) -> None:
+                 calibration: Calibration | None = None, threads: int | None = None,
+                 max_answer_tokens: int = 48) -> None:
         super().__init__(str(export_dir / READER), threads=threads, calibration=calibration, bf16=False,
-                         tokenizer=tokenizer)
+                         tokenizer=tokenizer, max_answer_tokens=max_answer_tokens)
         self.word_embeddings = word_embeddings
 
     def warm_up(self) -> None:
