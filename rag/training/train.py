@@ -302,6 +302,8 @@ def calibrate(trained: Path, embedder: Path, evaluation: dict[str, list[QAExampl
             predictions["xquad-en"] + predictions["xquad-en-same-article-negatives"], calibration
         ),
     }
+    if "squad-en-v2" in predictions:  # with --squad-en: adversarial unanswerable questions in English
+        card["held_out"]["squad-en-v2"] = score(predictions["squad-en-v2"], calibration)
     card["held_out_device"] = device
     (trained / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
     log.info("held-out: %s", json.dumps(card["held_out"], indent=1))
