@@ -60,7 +60,8 @@ def test_round_trip(fresh):
 
 
 # Manifests that are valid JSON of another shape than the one written.
-ODD_MANIFESTS = ["[]", '"index"', "null", '{"format_version": 1}', '{"format_version": 1, "built_from": [], "files": {}}',
+ODD_MANIFESTS = ["[]", '"index"', "null", '{"format_version": 1}',
+                 '{"format_version": 1, "built_from": [], "files": {}}',
                  '{"format_version": 1, "built_from": {}, "files": {"vectors.faiss": 3, "chunks.jsonl": null}}']
 
 

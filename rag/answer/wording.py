@@ -34,7 +34,8 @@ MESSAGES = {
         "cut": "La question a été coupée à ses {max_chars} premiers caractères.",
         "loading": "Les modèles se chargent encore ; réessayez dans quelques secondes.",
         "not_text": "La question doit être du texte.",
-        "bad_history": "L'historique doit être une liste des questions précédentes (du texte), la plus ancienne d'abord.",
+        "bad_history": ("L'historique doit être une liste des questions précédentes (du texte), "
+                        "la plus ancienne d'abord."),
         "not_loaded": "Les modèles n'ont pas pu être chargés : {error}",
         "characters": "caractères",
     },

@@ -58,7 +58,8 @@ def soak(items: list[QAItem], total: int = 1000, every: int = 100, per_session: 
     server = None
     if url is None:
         if not UI_SCRIPT.exists():
-            raise FileNotFoundError(f"{UI_SCRIPT} is missing: run from a clone of the repository, or give --url and --pid")
+            raise FileNotFoundError(f"{UI_SCRIPT} is missing: run from a clone of the repository, "
+                                    "or give --url and --pid")
         port = _free_port()
         server = subprocess.Popen([sys.executable, str(UI_SCRIPT), "--port", str(port)], cwd=UI_SCRIPT.parent,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())

@@ -29,8 +29,9 @@ SQUAD_EN = ("squad-en/dev-v1.1.json.gz", "squad-en/dev-v2.0.json.gz")
 
 
 def squad_titles(data_dir: Path) -> dict[str, str]:
-    """The English SQuAD article title of every question id of SQuAD v1.1 and v2.0 dev."""
-    return {e.id: e.title for name in SQUAD_EN for e in load_squad(data_dir / name)}
+    """The English SQuAD article title of every question id of SQuAD v1.1 and v2.0
+    dev (of those files that are there: without them, no article is linked)."""
+    return {e.id: e.title for name in SQUAD_EN if (data_dir / name).exists() for e in load_squad(data_dir / name)}
 
 
 def source_id(example: QAExample) -> str:
@@ -184,6 +185,6 @@ def french_and_english(examples: list[QAExample], data_dir: str | Path) -> list[
     paragraphs), with their unanswerable copies."""
     data_dir = Path(data_dir)
     english = {e.question for e in load_squad(data_dir / "xquad" / "xquad.en.json")}
-    english |= {e.question for name in SQUAD_EN for e in load_squad(data_dir / name)}
+    english |= {e.question for name in SQUAD_EN if (data_dir / name).exists() for e in load_squad(data_dir / name)}
     french = {e.id for e in load_squad(data_dir / "piaf" / "piaf-v1.0.json")}
     return [e for e in examples if e.question in english or e.id.split("-")[0] in french]
