@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.embedding.batching import padded_batch
 from rag.embedding.embedder import Embedder
 from rag.embedding.materialize import SENTENCE_TRANSFORMERS_FILES
 from rag.embedding.onnx_export import EMBEDDER, WORD_EMBEDDINGS
@@ -97,12 +98,7 @@ class OnnxEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         for begin in range(0, len(order), self.batch_size):
             rows = order[begin : begin + self.batch_size]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.full((len(rows), width), pad, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for row, i in enumerate(rows):
-                ids[row, : len(encodings[i].ids)] = encodings[i].ids
-                mask[row, : len(encodings[i].ids)] = 1
+            ids, mask = padded_batch([encodings[i].ids for i in rows], pad)
             (tokens,) = self._session.run(None, {"inputs_embeds": self._table[ids].astype(np.float32),
                                                  "attention_mask": mask})
             pooled = (tokens * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.embedding.batching import padded_batch
 from rag.embedding.onnx_embedder import onnx_session
 from rag.embedding.onnx_export import READER
-from rag.reader.reader import Calibration, ExtractiveReader, padded_batch
+from rag.reader.reader import Calibration, ExtractiveReader
 from rag.reader.windows import Window
 
 
@@ -40,7 +41,7 @@ class OnnxReader(ExtractiveReader):
         results = []
         for begin in range(0, len(windows), self.batch_size):
             batch = windows[begin : begin + self.batch_size]
-            ids, mask = padded_batch(batch, pad)
+            ids, mask = padded_batch([w.input_ids for w in batch], pad)
             starts, ends = self._model.run(None, {"inputs_embeds": self.word_embeddings[ids].astype(np.float32),
                                                   "attention_mask": mask})
             for row, window in enumerate(batch):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.embedding.batching import padded_batch
 from rag.embedding.tokenizer_lock import tokenizer_lock
 from rag.embedding.weights import compute_in_fp32
 from rag.reader.windows import Window, make_windows
@@ -69,17 +70,6 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1] in _TRIM:
         end -= 1
     return start, end
-
-
-def padded_batch(windows: list[Window], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids padded to the longest window, and the attention mask."""
-    width = max(len(w.input_ids) for w in windows)
-    ids = np.full((len(windows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(windows), width), dtype=np.int64)
-    for row, window in enumerate(windows):
-        ids[row, : len(window.input_ids)] = window.input_ids
-        mask[row, : len(window.input_ids)] = 1
-    return ids, mask
 
 
 def window_spans(
@@ -180,7 +170,7 @@ class ExtractiveReader:
         results = []
         for begin in range(0, len(windows), self.batch_size):
             batch = windows[begin : begin + self.batch_size]
-            ids, mask = (torch.from_numpy(a).to(self.device) for a in padded_batch(batch, pad))
+            ids, mask = (torch.from_numpy(a).to(self.device) for a in padded_batch([w.input_ids for w in batch], pad))
             with torch.inference_mode(), torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.bf16):
                 output = self._model(input_ids=ids, attention_mask=mask)
             starts = output.start_logits.float().cpu().numpy()
