@@ -22,7 +22,7 @@ from rag.embedding import Embedder
 from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.weights import share_word_embeddings
 from rag.index import IndexStore, PassageIndex
-from rag.reader import ExtractiveReader, builtin_exports, make_reader
+from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
 from rag.settings import BUILTIN, Settings
 
@@ -158,9 +158,9 @@ class Pipeline:
         """The built-in models on onnxruntime; they share one tokenizer and one word-embedding table."""
         if self.reader is not None:
             return
-        builtin_exports(self.settings)  # before the embedder loads them
+        exports = builtin_exports(self.settings)  # before the embedder loads them
         self.embedder.warm_up()
-        reader = make_reader(self.settings, self.embedder.tokenizer, self.embedder.word_embeddings)
+        reader = make_onnx_reader(self.settings, exports, self.embedder.tokenizer, self.embedder.word_embeddings)
         reader.warm_up()
         self.reader = reader
 

@@ -36,24 +36,28 @@ def builtin_reader_calibration() -> Calibration:
     return Calibration(**json.loads(BUILTIN_READER.joinpath("reader.json").read_text())["calibration"])
 
 
+def make_onnx_reader(settings: Settings, exports: Path, tokenizer=None, word_embeddings=None):
+    """The built-in reader on onnxruntime, from ``exports`` (see :func:`builtin_exports`)."""
+    import numpy as np
+
+    from rag.embedding.onnx_embedder import load_tokenizer
+    from rag.embedding.onnx_export import WORD_EMBEDDINGS
+    from rag.reader.onnx_reader import OnnxReader
+
+    if word_embeddings is None:
+        word_embeddings = np.load(exports / WORD_EMBEDDINGS, mmap_mode="r")
+    return OnnxReader(exports, tokenizer or load_tokenizer(settings.embedder_cache_dir), word_embeddings,
+                      builtin_reader_calibration(), settings.reader_threads or None, settings.max_answer_tokens)
+
+
 def make_reader(settings: Settings, tokenizer=None, word_embeddings=None) -> ExtractiveReader:
     """The reader the settings name: the built-in one (assembled, calibrated;
     on onnxruntime unless the runtime is torch) or any extractive QA folder or
     hub id (SQuAD 2.0's margin > 0 rule). ``tokenizer`` and, on onnxruntime,
     ``word_embeddings`` may be the embedder's, which the built-in reader shares."""
-    threads = settings.reader_threads or None
     if settings.lean:
-        import numpy as np
-
-        from rag.embedding.onnx_embedder import load_tokenizer
-        from rag.embedding.onnx_export import WORD_EMBEDDINGS
-        from rag.reader.onnx_reader import OnnxReader
-
-        exports = builtin_exports(settings)
-        if word_embeddings is None:
-            word_embeddings = np.load(exports / WORD_EMBEDDINGS, mmap_mode="r")
-        return OnnxReader(exports, tokenizer or load_tokenizer(settings.embedder_cache_dir), word_embeddings,
-                          builtin_reader_calibration(), threads, settings.max_answer_tokens)
+        return make_onnx_reader(settings, builtin_exports(settings), tokenizer, word_embeddings)
+    threads = settings.reader_threads or None
     if settings.reader != BUILTIN:
         return ExtractiveReader(settings.reader, threads=threads, tokenizer=tokenizer,
                                 max_answer_tokens=settings.max_answer_tokens)
@@ -64,5 +68,5 @@ def make_reader(settings: Settings, tokenizer=None, word_embeddings=None) -> Ext
 
 __all__ = [
     "Calibration", "ExtractiveReader", "Span", "builtin_exports", "builtin_reader_calibration", "builtin_reader_path",
-    "make_reader",
+    "make_onnx_reader", "make_reader",
 ]
