@@ -7,8 +7,7 @@ from collections import Counter
 import pytest
 
 from conftest import ROOT
-from rag.evaluation.squad import load_squad
-from rag.training.data import SQUAD_EN, load_mix, source_id, squad_en_examples
+from rag.training.data import SQUAD_EN, load_mix, load_squad_en, source_id, squad_en_examples
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 
@@ -50,8 +49,8 @@ def test_squad_en_is_held_out_with_its_adversarial_questions(mix):
 def test_squad_en_counts_each_question_once(mix):
     """v2.0 repeats v1.1's answerable questions on the same articles; v1.1's
     articles that v2.0 lacks are still in."""
-    examples = squad_en_examples(DATASETS)
-    v11, v20 = (load_squad(DATASETS / name) for name in SQUAD_EN)
+    v11, v20 = load_squad_en(DATASETS)
+    examples = squad_en_examples(v11, v20)
     assert max(Counter(e.id for e in examples).values()) == 1
     assert {e.title for e in examples} == {e.title for e in v11}  # every article
     assert {e.id for e in v20} <= {e.id for e in examples}  # all of v2.0, adversarial questions included

@@ -28,10 +28,11 @@ def held_out(example: QAExample) -> bool:
 SQUAD_EN = ("squad-en/dev-v1.1.json.gz", "squad-en/dev-v2.0.json.gz")
 
 
-def squad_titles(data_dir: Path) -> dict[str, str]:
-    """The English SQuAD article title of every question id of SQuAD v1.1 and v2.0
-    dev (of those files that are there: without them, no article is linked)."""
-    return {e.id: e.title for name in SQUAD_EN if (data_dir / name).exists() for e in load_squad(data_dir / name)}
+def load_squad_en(data_dir: Path) -> tuple[list[QAExample], list[QAExample]]:
+    """SQuAD v1.1 and v2.0 dev, each empty when its file is not there (then
+    no article of the other sets is linked through it)."""
+    v11, v20 = (load_squad(data_dir / name) if (data_dir / name).exists() else [] for name in SQUAD_EN)
+    return v11, v20
 
 
 def source_id(example: QAExample) -> str:
@@ -39,12 +40,11 @@ def source_id(example: QAExample) -> str:
     return example.id.split("-", 1)[0]
 
 
-def squad_en_examples(data_dir: Path) -> list[QAExample]:
+def squad_en_examples(v11: list[QAExample], v20: list[QAExample]) -> list[QAExample]:
     """SQuAD v2.0 dev (answerable and adversarial unanswerable questions) and
     the v1.1 dev questions it does not repeat: v2.0's answerable questions
     are v1.1's on the same articles, so each is counted once. An article keeps
     one number across both files."""
-    v11, v20 = (load_squad(data_dir / name) for name in SQUAD_EN)
     in_v20 = {(e.question, e.context) for e in v20}
     numbers = {e.title: e.article_index for e in v20}
     for e in v11:
@@ -102,7 +102,11 @@ def load_mix(
     rng = random.Random(seed)
     train: list[QAExample] = []
     evaluation: dict[str, list[QAExample]] = {}
-    titles = squad_titles(data_dir)
+    v11, v20 = load_squad_en(data_dir)
+    if squad_en and not v20:
+        raise FileNotFoundError(f"{data_dir / SQUAD_EN[1]} is missing")
+    # The English SQuAD article title of every question id: translations share the ids.
+    titles = {e.id: e.title for e in (*v11, *v20)}
     held_titles: set[str] = set()
 
 
@@ -113,7 +117,7 @@ def load_mix(
     xquad = {lang: load_squad(data_dir / "xquad" / f"xquad.{lang}.json") for lang in XQUAD_LANGUAGES}
     held_ids = {e.id for e in xquad["en"] if held_out(e)}
     squad_es_v2 = load_squad(data_dir / "squad-es" / "dev-v2.0-es_small.json")
-    squad_en_v2 = load_squad(data_dir / SQUAD_EN[1]) if squad_en else []
+    squad_en_v2 = v20 if squad_en else []
     held_titles |= {titles.get(e.id) for e in xquad["en"] if held_out(e)}
     held_titles |= {titles.get(e.id) for e in squad_es_v2 if held_out(e)}
     held_titles |= {e.title for e in squad_en_v2 if held_out(e)}
@@ -147,7 +151,7 @@ def load_mix(
     evaluation["squad-es-v2"] = [e for e in squad_es_v2 if held_out(e) and e.article_index not in leaked]
 
     if squad_en:
-        train += [e for e in squad_en_examples(data_dir) if e.title not in held_titles]
+        train += [e for e in squad_en_examples(v11, v20) if e.title not in held_titles]
         evaluation["squad-en-v2"] = [e for e in squad_en_v2 if held_out(e)]
 
     train_piaf = [e for e in piaf if not held_out(e)]
@@ -185,6 +189,6 @@ def french_and_english(examples: list[QAExample], data_dir: str | Path) -> list[
     paragraphs), with their unanswerable copies."""
     data_dir = Path(data_dir)
     english = {e.question for e in load_squad(data_dir / "xquad" / "xquad.en.json")}
-    english |= {e.question for name in SQUAD_EN if (data_dir / name).exists() for e in load_squad(data_dir / name)}
+    english |= {e.question for examples in load_squad_en(data_dir) for e in examples}
     french = {e.id for e in load_squad(data_dir / "piaf" / "piaf-v1.0.json")}
     return [e for e in examples if e.question in english or e.id.split("-")[0] in french]
