@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
+from rag.index import CollectionBusy
 from rag.settings import BUILTIN, Settings
 
 
@@ -18,16 +19,40 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
         top_k=args.top_k, min_confidence=args.min_confidence, similarity_weight=args.similarity_weight,
-        runtime=args.runtime,
+        runtime=args.runtime, collection=args.collection,
     )
 
 
 def make_pipeline(args: argparse.Namespace):
+    """The pipeline over the collection chosen (``--collection``), or over the
+    ``--document`` files alone, in a collection of their own."""
     from rag.answer import Pipeline
-    from rag.documents import default_documents, load_document
+    from rag.documents import load_document
 
-    documents = [load_document(p) for p in args.documents] if args.documents else default_documents()
+    if args.documents and args.collection:
+        raise ValueError("--document answers from the given files alone; to put them in a collection, "
+                         f"use: rag add FILE --collection {args.collection}")
+    documents = [load_document(p) for p in args.documents] if args.documents else None
     return Pipeline(settings_from(args), documents)
+
+
+class ProgressBar:
+    """A progress bar on the terminal (stderr) for indexing; silent when the output is not a terminal."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="passage", desc="Indexing", file=sys.stderr, dynamic_ncols=True)
+        self.bar.set_postfix_str(what[:40], refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def marked_passage(answer) -> str:
@@ -56,12 +81,56 @@ def command_setup(args) -> int:
 
 def command_index(args) -> int:
     pipeline = make_pipeline(args)
-    index = pipeline.load_index(rebuild=args.rebuild)
+    bar = ProgressBar()
+    try:
+        index = pipeline.load_index(rebuild=args.rebuild, progress=bar)
+    finally:
+        bar.close()
     if not index.saved:
-        print(f"error: the index could not be saved in {pipeline.settings.index_dir} (see the warning above)",
+        print(f"error: the index could not be saved in {pipeline.collection.folder} (see the warning above)",
               file=sys.stderr)
         return 1
-    print(f"{len(index.chunks)} passages from {len(pipeline.documents)} document(s) in {pipeline.settings.index_dir}")
+    print(f"{len(index.chunks)} passages from {len(index.documents)} document(s) in {pipeline.collection.folder}")
+    return 0
+
+
+def command_add(args) -> int:
+    """Add files and folders to a collection, with a progress bar; a failed file changes nothing."""
+    pipeline = make_pipeline(args)
+    pipeline.load_models()
+    bar = ProgressBar()
+    try:
+        report = pipeline.collection.add(args.paths, bar, pipeline.settings.max_upload_mb * 2**20)
+    finally:
+        bar.close()
+    for label, names in (("added", report.added), ("replaced", report.replaced),
+                         ("already in the collection", report.unchanged)):
+        for name in names:
+            print(f"{label}: {name}")
+    for name, why in report.failed.items():
+        print(f"not added: {why}", file=sys.stderr)
+    print(f"collection {pipeline.collection.name!r}: {len(pipeline.collection.entries())} document(s)")
+    return 1 if report.failed else 0
+
+
+def command_list(args) -> int:
+    pipeline = make_pipeline(args)
+    entries = pipeline.collection.entries()
+    if args.json:
+        print(json.dumps(entries, ensure_ascii=False, indent=2))
+        return 0
+    if not entries:
+        print(f"collection {pipeline.collection.name!r} has no documents")
+    for entry in entries:
+        pages = f", {len(entry['pages'])} pages" if entry.get("pages") else ""
+        print(f"{entry['id']}\t{entry.get('title', '')}\t{entry['passages']} passages{pages}")
+    return 0
+
+
+def command_remove(args) -> int:
+    pipeline = make_pipeline(args)
+    for doc_id in pipeline.collection.remove(args.ids):
+        print(f"removed: {doc_id}")
     return 0
 
 
@@ -90,12 +159,13 @@ def answer_text(answer) -> str:
     colon = " :" if answer.language == "fr" else ":"  # French sets a space before a colon
     source = answer.sources[answer.source_index]
     note = quoted_note(answer.language, source.text)
+    where = f"{answer.doc_id}, " + (f"{words['page']} {answer.page}, " if answer.page else "")
     return "\n".join([
         answer.text,
         "",
         f"{words['confidence']}{colon} {percent(answer.score, answer.language)}",
         *([note] if note else []),
-        f"{words['source']} ({answer.doc_id}, {words['characters']} {answer.start}-{answer.end}){colon}",
+        f"{words['source']} ({where}{words['characters']} {answer.start}-{answer.end}){colon}",
         marked_passage(answer),
     ])
 
@@ -196,9 +266,10 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--similarity-weight", type=float,
                          help="weight of question-passage similarity when ranking answers (RAG_SIMILARITY_WEIGHT)",
                          **unset)
+    options.add_argument("--collection", help="the collection to use (RAG_COLLECTION, default: 'default', which "
+                         "holds the embedded article)", **unset)
     options.add_argument("--document", dest="documents", action="append", type=Path,
-                         help="a UTF-8 text document to answer from (repeatable; default: the embedded article)",
-                         **unset)
+                         help="answer from this file alone (repeatable), in a collection of its own", **unset)
     options.add_argument("-v", "--verbose", action="store_true", **unset)
     return options
 
@@ -214,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     index = add_command("index", help="build the index (or reuse it when up to date)")
     index.add_argument("--rebuild", action="store_true")
     index.set_defaults(run=command_index)
+    add = add_command("add", help="add files or folders to a collection (.txt .md .html .pdf .docx)")
+    add.add_argument("paths", nargs="+", type=Path)
+    add.set_defaults(run=command_add)
+    listing = add_command("list", help="list a collection's documents")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=command_list)
+    remove = add_command("remove", help="remove documents from a collection, by id (see rag list)")
+    remove.add_argument("ids", nargs="+")
+    remove.set_defaults(run=command_remove)
     ask = add_command("ask", help="answer one question")
     ask.add_argument("question")
     ask.add_argument("--history", action="append", default=[], help="an earlier question (repeatable, oldest first)")
@@ -257,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, CollectionBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

@@ -21,7 +21,8 @@ class Settings:
 
     embedder: str = BUILTIN
     reader: str = BUILTIN
-    index_dir: Path = Path("index")
+    index_dir: Path = Path("index")  # one folder per collection under it
+    collection: str = "default"  # the collection answered from; "default" holds the embedded article
     cache_dir: Path = field(default_factory=_default_cache)
     chunk_size: int = 600  # characters; ~150 tokens, so question + passage fit one reader window
     chunk_overlap: int = 120
@@ -33,7 +34,10 @@ class Settings:
     similarity_weight: float = 100.0
     max_answer_tokens: int = 48  # the longest span the reader may answer with
     max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
-    max_upload_mb: int = 10  # the chat server refuses larger uploads
+    max_upload_mb: int = 10  # larger files are refused, by the chat's upload and by rag add
+    # Above this many passages a collection is searched through an HNSW graph
+    # instead of a flat scan (README, "Choosing the index").
+    hnsw_above: int = 200_000
     # Conversations whose state (the earlier questions) the chat server keeps;
     # the least recently used goes first. Each costs memory (README, soak).
     max_sessions: int = 1000

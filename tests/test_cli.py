@@ -115,7 +115,7 @@ def test_two_documents_with_one_name_are_refused(index_dir, tmp_path):
     result = rag("--document", str(tmp_path / "a" / "notes.txt"), "--document", str(tmp_path / "b" / "notes.txt"),
                  "ask", "Quoi ?", index_dir=index_dir)
     assert result.returncode == 2
-    assert "'notes'" in result.stderr and "Traceback" not in result.stderr
+    assert "'notes.txt'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_index_reports_a_folder_it_cannot_write(tmp_path):
@@ -146,7 +146,7 @@ def test_python_dash_m_rag_and_options_after_the_command(index_dir, tmp_path):
                 index_dir=tmp_path / "index")
     assert after.returncode == 0, after.stderr
     answer = json.loads(after.stdout)
-    assert answer["doc_id"] == "note" and len(answer["sources"]) == 1
+    assert answer["doc_id"] == "note.txt" and len(answer["sources"]) == 1
     before = rag("--top-k", "1", "--document", str(note), "ask", "Où aura lieu la réunion ?", "--json",
                  index_dir=tmp_path / "index")
     assert json.loads(before.stdout) == answer  # an option left out after the command keeps the one before it

@@ -8,6 +8,8 @@ documents do not say.
 """
 from __future__ import annotations
 
+import bisect
+import hashlib
 import logging
 import threading
 import unicodedata
@@ -17,11 +19,12 @@ from pathlib import Path
 from rag.answer.language import detect_language
 from rag.answer.wording import words_for
 from rag.chunking import DocumentSplitter
-from rag.documents import Document, check_documents, default_documents
+from rag.documents import Document, check_documents, default_documents, safe_id
 from rag.embedding import Embedder
 from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.weights import share_word_embeddings
-from rag.index import IndexStore, PassageIndex
+from rag.index import DEFAULT_COLLECTION, AddReport, Collection, PassageIndex
+from rag.index.collection import Progress
 from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
 from rag.settings import BUILTIN, Settings
@@ -37,6 +40,8 @@ class Source:
     start: int
     end: int
     score: float
+    title: str = ""
+    page: int | None = None  # the page (from 1) where the passage starts, for paged documents
 
 
 @dataclass
@@ -53,6 +58,8 @@ class Answer:
     start: int | None = None
     end: int | None = None
     doc_id: str | None = None
+    title: str | None = None  # the answer's document
+    page: int | None = None  # and its page, for paged documents (PDF)
     sources: list[Source] = field(default_factory=list)
     source_index: int | None = None
     language: str = "en"
@@ -88,46 +95,98 @@ def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
     return cleaned, warnings
 
 
+def collection_name_for(documents: list[Document]) -> str:
+    """The collection that holds exactly the given documents: named after the
+    document, or after the set when there are several."""
+    if len(documents) == 1:
+        return safe_id(documents[0].id)[:64].strip(".-_") or "document"
+    digest = hashlib.sha256("\0".join(sorted(d.id for d in documents)).encode()).hexdigest()[:10]
+    return f"documents-{digest}"
+
+
+def page_at(pages: list[int], offset: int) -> int | None:
+    return bisect.bisect_right(pages, offset) if pages else None
+
+
 class Pipeline:
     """Documents → chunks → index → hybrid retrieval → extractive reader.
 
     The constructor stores settings; :meth:`warm_up` loads models and the
-    index (building or rebuilding it when needed); :meth:`run` answers.
-    Safe to share between threads.
+    collection's index (building or repairing it when needed); :meth:`run`
+    answers; :meth:`add` and :meth:`remove` change the collection. It answers
+    from the collection ``settings.collection`` (the embedded article's
+    ``default`` one unless set), or, when ``documents`` are given, from
+    exactly those, in a collection of their own. Safe to share between threads.
     """
 
     def __init__(self, settings: Settings | None = None, documents: list[Document] | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.documents = documents if documents is not None else default_documents()
-        check_documents(self.documents)
+        if documents is not None:
+            check_documents(documents)
+        self.given_documents = documents
+        name = self.settings.collection if documents is None else collection_name_for(documents)
         self.splitter = DocumentSplitter(self.settings.chunk_size, self.settings.chunk_overlap)
-        self.embedder: Embedder | OnnxEmbedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
+        embedder: Embedder | OnnxEmbedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
         if self.settings.lean:
-            self.embedder = OnnxEmbedder(self.embedder, self.settings.onnx_cache_dir,
-                                         threads=self.settings.reader_threads or None)
-        self.store = IndexStore(self.settings.index_dir)
+            embedder = OnnxEmbedder(embedder, self.settings.onnx_cache_dir, threads=self.settings.reader_threads or None)
+        self.collection = Collection(self.settings.index_dir / name, self.splitter, embedder,
+                                     flat_limit=self.settings.hnsw_above)
         self.reader: ExtractiveReader | None = None
         self.retriever: HybridRetriever | None = None
         self._lock = threading.Lock()
 
-    def index_key(self) -> dict:
-        """What the index depends on; a stored index built from anything else is rebuilt."""
-        return {
-            "embedder": self.embedder.identity,
-            "chunking": self.splitter.settings,
-            "documents": sorted(d.sha256 for d in self.documents),
-        }
+    @property
+    def embedder(self) -> Embedder | OnnxEmbedder:
+        """The embedder, shared with the collection (which embeds the passages it indexes)."""
+        return self.collection.embedder
 
-    def build_index(self) -> PassageIndex:
-        chunks = self.splitter.run(self.documents)
-        vectors = self.embedder.embed_passages([c.text for c in chunks])
-        return self.store.save(chunks, vectors, self.index_key())
+    @embedder.setter
+    def embedder(self, embedder: Embedder | OnnxEmbedder) -> None:
+        self.collection.embedder = embedder
 
-    def load_index(self, rebuild: bool = False) -> PassageIndex:
-        index = None if rebuild else self.store.load(self.index_key())
+    @property
+    def documents(self) -> list[Document]:
+        """The documents answered from, with their text."""
+        if self.given_documents is not None:
+            return self.given_documents
+        return [self.collection.document(entry["id"]) for entry in self.collection.entries()]
+
+    def document(self, doc_id: str) -> Document:
+        if self.given_documents is not None:
+            return next(d for d in self.given_documents if d.id == doc_id)
+        return self.collection.document(doc_id)
+
+    def load_index(self, rebuild: bool = False, progress: Progress | None = None) -> PassageIndex:
+        """The collection's index: loaded when intact and up to date, else
+        (re)built from the documents' stored text. A folder that cannot be
+        written costs only the saving: the index is then used from memory."""
+        index = None if rebuild else self.collection.load(self.given_documents)
+        if index is not None:
+            return index
+        is_default = self.given_documents is None and self.collection.name == DEFAULT_COLLECTION
+        if self.given_documents is None and not is_default and not (self.collection.folder / "collection.json").exists():
+            return PassageIndex([], self.collection.search_index([]), {})  # a new collection: nothing added yet
+        try:
+            if self.given_documents is not None:
+                self.collection.sync(self.given_documents, progress, force=rebuild)
+            else:
+                self.collection.repair(default_documents() if is_default else None, progress, force=rebuild)
+        except OSError as error:
+            if self.given_documents is None and not is_default:
+                raise
+            log.warning("Could not save the index in %s (%s); using it from memory. Set RAG_INDEX_DIR "
+                        "(or --index-dir) to a writable folder to keep it between runs.", self.collection.folder, error)
+            return self.index_in_memory(self.given_documents or default_documents())
+        index = self.collection.load(self.given_documents)
         if index is None:
-            index = self.build_index()
+            raise RuntimeError(f"collection {self.collection.folder} could not be rebuilt (see the warnings above)")
         return index
+
+    def index_in_memory(self, documents: list[Document]) -> PassageIndex:
+        chunks = self.splitter.run(documents)
+        vectors = self.embedder.embed_passages([c.text for c in chunks])
+        info = {d.id: {"title": d.title, "pages": list(d.pages), "source": d.source} for d in documents}
+        return PassageIndex(chunks, self.collection.search_index([vectors]), info, saved=False)
 
     def warm_up(self) -> None:
         if self.retriever is not None:
@@ -137,6 +196,36 @@ class Pipeline:
                 return
             self._load_models()
             self.retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
+
+    def load_models(self) -> None:
+        """The embedder and the reader, without the index (to add documents, or to share them)."""
+        with self._lock:
+            self._load_models()
+
+    def reload(self) -> None:
+        """Read the collection again after it changed; questions asked meanwhile use the previous index."""
+        with self._lock:
+            self._load_models()
+            retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
+        self.retriever = retriever
+
+    def add(self, paths, progress: Progress | None = None, names: list[str] | None = None) -> AddReport:
+        """Add files or folders to the collection (see :meth:`Collection.add`) and answer from them next."""
+        if self.given_documents is not None:
+            raise ValueError("this pipeline answers from the documents it was given; add files to a collection")
+        self.load_models()
+        report = self.collection.add(paths, progress, self.settings.max_upload_mb * 2**20, names)
+        if report.changed:
+            self.reload()
+        return report
+
+    def remove(self, doc_ids: list[str]) -> list[str]:
+        """Remove documents from the collection by id."""
+        if self.given_documents is not None:
+            raise ValueError("this pipeline answers from the documents it was given; remove files from a collection")
+        removed = self.collection.remove(doc_ids)
+        self.reload()
+        return removed
 
     def _load_models(self) -> None:
         """The embedder, then the reader unless one is already set (the caller holds the lock)."""
@@ -167,9 +256,8 @@ class Pipeline:
     def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:
         """A pipeline over other documents, with its own index, that shares
         this one's loaded models (evaluating many documents loads them once)."""
-        with self._lock:
-            self._load_models()
-        other = Pipeline(replace(self.settings, index_dir=index_dir), documents)
+        self.load_models()
+        other = Pipeline(replace(self.settings, index_dir=Path(index_dir)), documents)
         other.embedder = self.embedder
         other.reader = self.reader
         return other
@@ -181,13 +269,21 @@ class Pipeline:
         if history is not None and not isinstance(history, (list, tuple)):
             raise TypeError("the history must be a list of earlier questions (strings), oldest first")
         self.warm_up()
+        retriever = self.retriever
+        if not retriever.index.chunks:
+            raise ValueError(words_for(detect_language(question))["empty_collection"].format(
+                name=self.collection.name))
         queries = [question]
         context = self.previous_question(history or [])
         if context:
             queries.append(f"{context} {question}")
-        passages = self.retriever.run(queries, self.settings.top_k)
+        passages = retriever.run(queries, self.settings.top_k)
+        documents = retriever.index.documents
         sources = [
-            Source(p.chunk.text, p.chunk.doc_id, p.chunk.start, p.chunk.end, round(p.score, 6)) for p in passages
+            Source(p.chunk.text, p.chunk.doc_id, p.chunk.start, p.chunk.end, round(p.score, 6),
+                   documents.get(p.chunk.doc_id, {}).get("title", p.chunk.doc_id),
+                   page_at(documents.get(p.chunk.doc_id, {}).get("pages"), p.chunk.start))
+            for p in passages
         ]
         priors = [self.settings.similarity_weight * p.similarity for p in passages]
         spans = self.reader.run(question, [s.text for s in sources], top_k=1, passage_priors=priors)
@@ -201,6 +297,8 @@ class Pipeline:
                 answer.start = source.start + best.start
                 answer.end = source.start + best.end
                 answer.doc_id = source.doc_id
+                answer.title = source.title
+                answer.page = page_at(documents.get(source.doc_id, {}).get("pages"), answer.start)
                 answer.source_index = best.passage_index
                 answer.score = round(best.confidence, 4)
             else:
@@ -217,10 +315,6 @@ class Pipeline:
                 except ValueError:
                     continue
         return None
-
-    def document(self, doc_id: str) -> Document:
-        return next(d for d in self.documents if d.id == doc_id)
-
 
 _default: Pipeline | None = None
 _default_lock = threading.Lock()

@@ -22,6 +22,9 @@ MESSAGES = {
         "bad_history": "The history must be a list of earlier questions (text), oldest first.",
         "not_loaded": "The models could not be loaded: {error}",
         "characters": "characters",
+        "empty_collection": ("Collection {name!r} has no documents yet: add some (the chat's upload, "
+                             "or rag add FILE --collection {name})."),
+        "page": "page",
     },
     "fr": {
         "no_answer": "Le document ne le dit pas.",
@@ -38,6 +41,9 @@ MESSAGES = {
                         "la plus ancienne d'abord."),
         "not_loaded": "Les modèles n'ont pas pu être chargés : {error}",
         "characters": "caractères",
+        "empty_collection": ("La collection {name!r} n'a pas encore de document : ajoutez-en (le bouton d'ajout "
+                             "du chat, ou rag add FICHIER --collection {name})."),
+        "page": "page",
     },
 }
 

@@ -1,10 +1,10 @@
-"""The built-in embedder on the lean query path: ``tokenizers`` and
-``onnxruntime``, no torch, no transformers, no sentence-transformers.
+"""The built-in embedder on the lean path: ``tokenizers`` and ``onnxruntime``,
+no torch, no transformers, no sentence-transformers.
 
 It computes what the sentence-transformers model computes (prompt, tokens,
 encoder, mean pooling, normalization) from the ONNX export of the same
-weights. sentence-transformers stays the model's definition and builds the
-index: passages are embedded through it (loaded only then), queries here.
+weights, for questions and for the passages indexed. sentence-transformers
+stays the model's definition: the export is made from it.
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def load_tokenizer(model_dir: Path):
 
 
 class OnnxEmbedder:
-    """Question vectors through onnxruntime; passage vectors through the
-    sentence-transformers ``definition`` (the index is built with it)."""
+    """Question and passage vectors through onnxruntime, from the export of
+    the sentence-transformers ``definition``."""
 
     def __init__(self, definition: Embedder, export_dir: Path, tokenizer=None, threads: int | None = None,
                  batch_size: int = 16) -> None:
@@ -109,5 +109,6 @@ class OnnxEmbedder:
         return self._encode(texts, PROMPTS["query"])
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        """Passages go through sentence-transformers, which builds the index."""
-        return self.definition.embed_passages(texts)
+        """Passages for the index: the same vectors as sentence-transformers'
+        (cosine above 0.9999, README) at over twice its speed on a CPU, and no torch."""
+        return self._encode(texts, PROMPTS["passage"])

@@ -1,4 +1,4 @@
-"""Index: passages and their vectors, persisted under ``index/``."""
-from rag.index.store import IndexStore, PassageIndex
+"""Index: collections of documents with their passages and vectors, persisted under ``index/``."""
+from rag.index.collection import DEFAULT_COLLECTION, AddReport, Collection, CollectionBusy, PassageIndex
 
-__all__ = ["IndexStore", "PassageIndex"]
+__all__ = ["DEFAULT_COLLECTION", "AddReport", "Collection", "CollectionBusy", "PassageIndex"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.documents import Chunk
-from rag.index.store import PassageIndex
+from rag.index.collection import PassageIndex
 
 RRF_K = 60  # the usual damping constant of reciprocal rank fusion
 _WORD = re.compile(r"\w\w+")
@@ -50,13 +50,14 @@ class HybridRetriever:
         self.index = index
         self.candidates = candidates
         self.stopwords = frozenset(fold(w) for w in (*STOPWORDS_EN, *STOPWORDS_FRENCH))
-        self.bm25 = bm25s.BM25()
-        corpus = [keyword_tokens(c.text, self.stopwords) or ["\0"] for c in index.chunks]
-        self.bm25.index(corpus, show_progress=False)
+        self.bm25 = bm25s.BM25() if index.chunks else None  # a new collection has nothing to index yet
+        if self.bm25 is not None:
+            corpus = [keyword_tokens(c.text, self.stopwords) or ["\0"] for c in index.chunks]
+            self.bm25.index(corpus, show_progress=False)
 
     def keyword_search(self, query: str) -> list[int]:
         tokens = keyword_tokens(query, self.stopwords)
-        if not tokens:
+        if not tokens or self.bm25 is None:
             return []
         scores = self.bm25.get_scores(tokens)
         order = np.argsort(-scores, kind="stable")[: self.candidates]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+_UNSAFE = re.compile(r"[^\w.-]+")
 _DATE_LINE = re.compile(r"\A\s*date\s+(\d{4}-\d{2}(?:-\d{2})?)\s+")
 DEFAULT_DOCUMENT = "article-mistral-microsoft-2024-02.txt"
 
@@ -20,6 +21,9 @@ class Document:
     title: str
     text: str
     date: str | None = None
+    # Where each page starts in ``text`` (a PDF's pages), so answers can cite their page.
+    pages: tuple[int, ...] = ()
+    source: str | None = None  # the file it was read from, by name
 
     @property
     def sha256(self) -> str:
@@ -58,25 +62,17 @@ def check_documents(documents: list[Document]) -> None:
     for document in documents:
         if document.id in seen:
             raise ValueError(
-                f"Two documents have the id {document.id!r} (a file's name without its folder and suffix): "
+                f"Two documents have the id {document.id!r} (a file's name without its folder): "
                 "rename one, or give the same document only once."
             )
         seen.add(document.id)
 
 
-def load_document(path: str | Path) -> Document:
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder: give a document file (UTF-8 text)")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
-    except OSError as error:
-        raise ValueError(f"{path} cannot be read ({error.strerror or error})") from None
-    return parse_document(raw, doc_id=path.stem, title=path.stem.replace("-", " "))
+def safe_id(name: str) -> str:
+    """A document id that is also a safe file name: letters, digits, ``.``, ``-``
+    and ``_`` only, never hidden, at most 100 characters."""
+    cleaned = _UNSAFE.sub("-", name).strip(".-")[:100]
+    return cleaned or "document"
 
 
 def default_documents() -> list[Document]:

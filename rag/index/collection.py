@@ -1,0 +1,510 @@
+"""Collections: named folders of documents, each with its extracted text,
+passages and vectors, and one manifest that says which of them make the
+collection. Nothing is pickled.
+
+    index/<name>/collection.json             the manifest, replaced atomically, written last
+    index/<name>/documents/<id>.<v>.json     a document's text and metadata
+    index/<name>/passages/<id>.<v>.<k>.jsonl  its passages, with their offsets
+    index/<name>/vectors/<id>.<v>.<k>.npy     their vectors (float32, normalized)
+    index/<name>/pending/<id>.<v>.<k>/        batches of vectors of a document being indexed
+
+``v`` is the document's version (a hash of its text) and ``k`` the hash of
+what its vectors depend on (embedder, chunking), so files are never
+rewritten in place: a reader sees the manifest's documents or the previous
+manifest's, never half of one. Vectors are written batch by batch as they
+are embedded, so an interrupted run (Ctrl-C, a kill) resumes where it stopped.
+One writer at a time per collection (a lock file); readers need no lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.documents import Chunk, Document, load_document
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+MANIFEST, LOCK = "collection.json", ".lock"
+DEFAULT_COLLECTION = "default"
+_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+# progress(done, total, what): passages embedded so far, passages to embed, the document being embedded.
+Progress = Callable[[int, int, str], None]
+
+
+class CollectionBusy(RuntimeError):
+    """Another process is changing the collection."""
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{name!r} is not a collection name: use up to 64 letters, digits, '.', '-' or '_', "
+                         "starting with a letter or digit")
+    return name
+
+
+@dataclass
+class PassageIndex:
+    """A loaded collection: its passages, a FAISS index of their vectors and
+    what each document is (title, pages)."""
+
+    chunks: list[Chunk]
+    faiss_index: object
+    documents: dict[str, dict] = field(default_factory=dict)
+    saved: bool = True  # False when the folder could not be written and the index lives in memory only
+
+    def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(passage number, cosine similarity) pairs, best first."""
+        k = min(k, len(self.chunks))
+        if k == 0:
+            return []
+        scores, ids = self.faiss_index.search(query_vector.reshape(1, -1).astype(np.float32), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def similarities(self, query_vector: np.ndarray, passages: list[int]) -> list[float]:
+        """Cosine similarity of the query to each of ``passages`` (by number),
+        including passages the dense search did not rank."""
+        if not passages:
+            return []
+        vectors = np.stack([self.faiss_index.reconstruct(int(p)) for p in passages])
+        return [float(v) for v in vectors @ query_vector.astype(np.float32)]
+
+
+@dataclass
+class AddReport:
+    """What an add did, file by file (names as given)."""
+
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # file name → why
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.replaced)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, array)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _batch_done(path: Path, rows: int) -> bool:
+    """Whether an earlier run left this batch of vectors, whole."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False).shape[0] == rows
+    except (OSError, ValueError):
+        return False
+
+
+def check_manifest_shape(manifest: object) -> None:
+    """A manifest is checked before anything in it is trusted: valid JSON of
+    another shape is a damaged collection, not a crash."""
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError("the manifest is not a collection manifest of this version")
+    if not isinstance(manifest.get("built_from"), dict) or not isinstance(manifest.get("documents"), list):
+        raise ValueError("the manifest's 'built_from' or 'documents' is missing or of the wrong type")
+    for entry in manifest["documents"]:
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("id", "version", "key"))
+                and isinstance(entry.get("files"), dict) and isinstance(entry.get("passages"), int)):
+            raise ValueError("a document entry of the manifest is damaged")
+
+
+_folder_locks: dict[Path, threading.Lock] = {}
+_folder_locks_guard = threading.Lock()
+
+
+def _thread_lock(folder: Path) -> threading.Lock:
+    with _folder_locks_guard:
+        return _folder_locks.setdefault(folder.resolve(), threading.Lock())
+
+
+class Collection:
+    """One collection folder. Reading needs no lock; :meth:`add`,
+    :meth:`remove`, :meth:`sync` and repairs take the collection's lock."""
+
+    def __init__(self, folder: Path, splitter, embedder, batch_size: int = 64, flat_limit: int = 200_000) -> None:
+        self.folder = Path(folder)
+        self.name = check_name(self.folder.name)
+        self.splitter = splitter
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.flat_limit = flat_limit  # passages above which search uses an HNSW graph instead of a flat scan
+
+    # What the vectors depend on.
+
+    def built_from(self) -> dict:
+        return {"embedder": self.embedder.identity, "chunking": self.splitter.settings}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.built_from(), sort_keys=True).encode()).hexdigest()[:12]
+
+    # Reading.
+
+    def read_manifest(self) -> dict | None:
+        """The manifest; None when the collection does not exist yet. Raises ValueError when damaged."""
+        path = self.folder / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"the manifest cannot be read ({error})") from None
+        check_manifest_shape(manifest)
+        return manifest
+
+    def entries(self) -> list[dict]:
+        """The collection's documents as listed in its manifest (empty when there is none)."""
+        try:
+            manifest = self.read_manifest()
+        except ValueError:
+            return []
+        return manifest["documents"] if manifest else []
+
+    def _paths(self, entry: dict) -> dict[str, Path]:
+        stem = f"{entry['id']}.{entry['version']}"
+        return {
+            "document": self.folder / "documents" / f"{stem}.json",
+            "passages": self.folder / "passages" / f"{stem}.{entry['key']}.jsonl",
+            "vectors": self.folder / "vectors" / f"{stem}.{entry['key']}.npy",
+            "pending": self.folder / "pending" / f"{stem}.{entry['key']}",
+        }
+
+    def document(self, doc_id: str) -> Document:
+        """A document of the collection, with its full text."""
+        entry = next((e for e in self.entries() if e["id"] == doc_id), None)
+        if entry is None:
+            raise KeyError(f"no document {doc_id!r} in collection {self.name!r}")
+        return self._read_document(self._paths(entry)["document"])
+
+    @staticmethod
+    def _read_document(path: Path) -> Document:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Document(data["id"], data["title"], data["text"], data.get("date"), tuple(data.get("pages") or ()),
+                        data.get("source"))
+
+    def _check_entry_files(self, entry: dict) -> tuple[list[Chunk], np.ndarray]:
+        paths = self._paths(entry)
+        for kind in ("passages", "vectors"):
+            if _sha256_file(paths[kind]) != entry["files"].get(kind):
+                raise ValueError(f"{paths[kind].name} does not match the manifest")
+        chunks = [Chunk(**json.loads(line)) for line in paths["passages"].read_text(encoding="utf-8").splitlines()]
+        vectors = np.load(paths["vectors"], allow_pickle=False)
+        if len(chunks) != entry["passages"] or vectors.shape[0] != len(chunks):
+            raise ValueError(f"the passages and vectors of {entry['id']!r} do not match in number")
+        return chunks, vectors
+
+    def load(self, documents: list[Document] | None = None) -> PassageIndex | None:
+        """The collection's index if it is intact, built with today's embedder
+        and chunking (and, when ``documents`` are given, holds exactly them);
+        else None, with the reason logged."""
+        try:
+            manifest = self.read_manifest()
+            if manifest is None:
+                log.info("Collection %s does not exist yet", self.folder)
+                return None
+            stale = [k for k, v in self.built_from().items() if manifest["built_from"].get(k) != v]
+            if stale:
+                log.warning("Collection %s is out of date (%s); rebuilding", self.folder, ", ".join(stale))
+                return None
+            if documents is not None and {(e["id"], e["version"]) for e in manifest["documents"]} != {
+                    (d.id, d.sha256[:16]) for d in documents}:
+                log.info("Collection %s holds other documents; updating it", self.folder)
+                return None
+            chunks, blocks = [], []
+            for entry in manifest["documents"]:
+                document_chunks, vectors = self._check_entry_files(entry)
+                chunks.extend(document_chunks)
+                blocks.append(vectors)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("Collection %s is damaged (%s); rebuilding", self.folder, error)
+            return None
+        info = {e["id"]: {"title": e.get("title", e["id"]), "pages": e.get("pages") or [], "source": e.get("source")}
+                for e in manifest["documents"]}
+        return PassageIndex(chunks, self.search_index(blocks), info)
+
+    def search_index(self, blocks: list[np.ndarray]):
+        """A flat (exact) inner-product index, or an HNSW graph above ``flat_limit`` passages."""
+        import faiss
+
+        dimension = blocks[0].shape[1] if blocks else 384
+        total = sum(len(b) for b in blocks)
+        if total > self.flat_limit:
+            index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = 128
+        else:
+            index = faiss.IndexFlatIP(dimension)
+        for block in blocks:
+            index.add(np.ascontiguousarray(block, dtype=np.float32))
+        return index
+
+    # Writing.
+
+    @contextmanager
+    def writing(self):
+        """The collection's write lock: threads of this process wait their
+        turn; another process holding it is a clear error, not a wait."""
+        from filelock import FileLock, Timeout
+
+        with _thread_lock(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.folder / LOCK), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise CollectionBusy(f"Another process is changing collection {self.name!r} ({self.folder}); "
+                                     "try again when it has finished.") from None
+            try:
+                yield
+            finally:
+                lock.release()
+
+    def _manifest_for(self, entries: list[dict]) -> None:
+        manifest = {"format_version": FORMAT_VERSION, "name": self.name, "built_from": self.built_from(),
+                    "documents": entries}
+        _write_atomic(self.folder / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode())
+
+    def _readable_entries(self) -> list[dict]:
+        try:
+            manifest = self.read_manifest()
+        except ValueError as error:
+            log.warning("Collection %s: %s; recovering its documents from their stored text", self.folder, error)
+            return self._entries_from_stored_documents()
+        return manifest["documents"] if manifest else []
+
+    def _entries_from_stored_documents(self) -> list[dict]:
+        """Entries for the documents whose text is stored (the newest version of each)."""
+        latest: dict[str, tuple[float, dict]] = {}
+        for path in (self.folder / "documents").glob("*.json"):
+            try:
+                document = self._read_document(path)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            entry = {"id": document.id, "version": document.sha256[:16], "key": "", "files": {}, "passages": 0}
+            mtime = path.stat().st_mtime
+            if document.id not in latest or latest[document.id][0] < mtime:
+                latest[document.id] = (mtime, entry)
+        return [entry for _, entry in sorted(latest.values(), key=lambda pair: pair[0])]
+
+    def _index_document(self, document: Document, chunks: list[Chunk], done: int, total: int,
+                        progress: Progress | None, file_sha256: str | None = None) -> dict:
+        """Embed a document batch by batch (reusing batches left by an interrupted
+        run) and write its files; returns its manifest entry."""
+        key = self.key()
+        entry = {"id": document.id, "version": document.sha256[:16], "key": key}
+        paths = self._paths(entry)
+        data = {"id": document.id, "title": document.title, "text": document.text, "date": document.date,
+                "pages": list(document.pages), "source": document.source}
+        if not paths["document"].exists():
+            _write_atomic(paths["document"], json.dumps(data, ensure_ascii=False).encode())
+        paths["pending"].mkdir(parents=True, exist_ok=True)
+        batches = []
+        for number, begin in enumerate(range(0, len(chunks), self.batch_size)):
+            texts = [c.text for c in chunks[begin : begin + self.batch_size]]
+            path = paths["pending"] / f"{number:06d}.npy"
+            if not _batch_done(path, len(texts)):
+                _save_npy_atomic(path, np.asarray(self.embedder.embed_passages(texts), dtype=np.float32))
+            batches.append(path)
+            if progress:
+                progress(done + begin + len(texts), total, document.title)
+        dimension = np.load(batches[0], mmap_mode="r").shape[1]
+        paths["vectors"].parent.mkdir(parents=True, exist_ok=True)
+        temporary = paths["vectors"].with_suffix(".npy.tmp")
+        vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(len(chunks), dimension))
+        for number, path in enumerate(batches):  # one batch in memory at a time
+            vectors[number * self.batch_size : (number + 1) * self.batch_size] = np.load(path)
+        vectors.flush()
+        del vectors
+        os.replace(temporary, paths["vectors"])
+        _write_atomic(paths["passages"], "".join(
+            json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks).encode())
+        entry.update({
+            "title": document.title, "source": document.source, "date": document.date,
+            "pages": list(document.pages), "file_sha256": file_sha256, "passages": len(chunks),
+            "files": {"passages": _sha256_file(paths["passages"]), "vectors": _sha256_file(paths["vectors"])},
+        })
+        return entry
+
+    def _commit(self, entries: list[dict], progress: Progress | None,
+                pending: list[tuple[Document, str | None]]) -> list[dict]:
+        """Index ``pending`` documents (with their file's hash), then switch the
+        manifest to ``entries`` with theirs put in place, then delete the files
+        nothing lists any more."""
+        chunked = [(document, file_sha, self.splitter.run([document])) for document, file_sha in pending]
+        done, total = 0, sum(len(chunks) for _, _, chunks in chunked)
+        by_id = {e["id"]: e for e in entries}
+        for document, file_sha, chunks in chunked:
+            by_id[document.id] = self._index_document(document, chunks, done, total, progress, file_sha)
+            done += len(chunks)
+        final = list(by_id.values())
+        self._manifest_for(final)
+        self._clean(final)
+        return final
+
+    def _clean(self, entries: list[dict]) -> None:
+        """Delete the files the manifest does not list (older versions, removed documents)."""
+        keep = {p for e in entries for k, p in self._paths(e).items() if k != "pending"}
+        for kind in ("documents", "passages", "vectors"):
+            for path in (self.folder / kind).glob("*"):
+                if path not in keep:
+                    path.unlink(missing_ok=True)
+        # Batches of a document added now are done; those of an interrupted add
+        # of another file stay, to resume it, unless made with other settings.
+        listed, key = {self._paths(e)["pending"] for e in entries}, self.key()
+        for path in (self.folder / "pending").glob("*"):
+            if path in listed or not path.name.endswith("." + key):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _needs_indexing(self, entry: dict, force: bool = False) -> bool:
+        if force or entry.get("key") != self.key():
+            return True
+        try:
+            self._check_entry_files(entry)
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+        return False
+
+    def repair(self, seed: list[Document] | None = None, progress: Progress | None = None,
+               force: bool = False) -> None:
+        """Re-embed what is stale or damaged from the stored text (all of it
+        when the embedder or chunking changed, or ``force``); a collection that
+        never existed gets ``seed``."""
+        with self.writing():
+            entries = self._readable_entries()
+            if not entries and seed and not (self.folder / MANIFEST).exists():
+                self._sync_locked(seed, progress, force)
+                return
+            pending, kept = [], []
+            for entry in entries:
+                if not self._needs_indexing(entry, force):
+                    kept.append(entry)
+                    continue
+                try:
+                    document = self._read_document(self._paths(entry)["document"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    log.warning("Document %r of collection %s is damaged and was dropped: add it again",
+                                entry["id"], self.name)
+                    continue
+                pending.append((document, entry.get("file_sha256")))
+                kept.append(entry)
+            self._commit(kept, progress, pending)
+
+    def sync(self, documents: list[Document], progress: Progress | None = None, force: bool = False) -> None:
+        """Make the collection hold exactly ``documents``, indexing only what changed (all with ``force``)."""
+        with self.writing():
+            self._sync_locked(documents, progress, force)
+
+    def _sync_locked(self, documents: list[Document], progress: Progress | None, force: bool = False) -> None:
+        current = {e["id"]: e for e in self._readable_entries()}
+        kept, pending = [], []
+        for document in documents:
+            entry = current.get(document.id)
+            if entry and entry["version"] == document.sha256[:16] and not self._needs_indexing(entry, force):
+                kept.append(entry)
+            else:
+                pending.append((document, None))
+        self._commit(kept, progress, pending)
+
+    def add(self, paths: Iterable[str | Path], progress: Progress | None = None, max_bytes: int | None = None,
+            names: list[str] | None = None) -> AddReport:
+        """Add files (a folder adds the supported files under it). A file with
+        the content of one already in the collection is recognised and skipped;
+        a changed file replaces its earlier version. Files that cannot be read
+        are reported in ``failed`` and change nothing."""
+        report = AddReport()
+        files = expand(paths, names)
+        with self.writing():
+            entries = self._readable_entries()
+            by_sha = {e.get("file_sha256"): e["id"] for e in entries if e.get("file_sha256")}
+            by_id = {e["id"]: e for e in entries}
+            pending: list[tuple[Document, str]] = []
+            for path, name in files:
+                try:
+                    document = load_document(path, name, max_bytes)
+                    file_sha = _sha256_file(Path(path))
+                except ValueError as error:
+                    report.failed[name] = str(error)
+                    continue
+                if file_sha in by_sha or any(file_sha == sha for _, sha in pending):
+                    report.unchanged.append(name)
+                    continue
+                if any(document.id == d.id for d, _ in pending):
+                    report.failed[name] = f"{name}: another file of this add has the same name"
+                    continue
+                (report.replaced if document.id in by_id else report.added).append(name)
+                pending.append((document, file_sha))
+            if pending:
+                self._commit(entries, progress, pending)
+        return report
+
+    def remove(self, doc_ids: Iterable[str]) -> list[str]:
+        """Remove documents by id; returns the ids removed. Unknown ids are an error, and remove nothing."""
+        doc_ids = list(doc_ids)
+        with self.writing():
+            entries = self._readable_entries()
+            known = {e["id"] for e in entries}
+            unknown = [d for d in doc_ids if d not in known]
+            if unknown:
+                raise ValueError(f"no document {', '.join(map(repr, unknown))} in collection {self.name!r} "
+                                 f"(rag list --collection {self.name} shows its documents)")
+            final = [e for e in entries if e["id"] not in doc_ids]
+            self._manifest_for(final)
+            self._clean(final)
+        return doc_ids
+
+
+def expand(paths: Iterable[str | Path], names: list[str] | None = None) -> list[tuple[Path, str]]:
+    """(path, name) of each file to add: folders give their supported files, in order."""
+    from rag.documents import SUPPORTED_SUFFIXES
+
+    files: list[tuple[Path, str]] = []
+    for number, path in enumerate(map(Path, paths)):
+        if path.is_dir():
+            files.extend((p, p.name) for p in sorted(path.rglob("*"))
+                         if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith("."))
+        else:
+            files.append((path, names[number] if names else path.name))
+    return files
