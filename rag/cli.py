@@ -107,6 +107,8 @@ def command_add(args) -> int:
                          ("already in the collection", report.unchanged)):
         for name in names:
             print(f"{label}: {name}")
+    if report.resumed:
+        print(f"resumed: {report.resumed} passages had been embedded by an interrupted run")
     for name, why in report.failed.items():
         print(f"not added: {why}", file=sys.stderr)
     print(f"collection {pipeline.collection.name!r}: {len(pipeline.collection.entries())} document(s)")

@@ -1,5 +1,5 @@
-"""The index round-trips through disk and rebuilds itself when it is stale,
-truncated or corrupt."""
+"""A collection round-trips through disk and repairs itself when it is
+stale, truncated or corrupt, from the documents' stored text."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from rag import Pipeline
 from rag.documents import Document, default_documents, load_document, parse_document
-from rag.index.store import CHUNKS, MANIFEST, VECTORS
+from rag.index.collection import MANIFEST
 
 
 @pytest.fixture
@@ -19,7 +19,12 @@ def fresh(pipeline, tmp_path) -> Pipeline:
     """A pipeline sharing the loaded models, with its own index folder."""
     other = pipeline.for_documents(pipeline.documents, tmp_path / "index")
     assert other.embedder is pipeline.embedder and other.reader is pipeline.reader
+    assert other.collection.embedder is pipeline.embedder
     return other
+
+
+def files_of(pipeline: Pipeline, kind: str) -> list:
+    return sorted((pipeline.collection.folder / kind).glob("*"))
 
 
 def test_chunks_keep_their_offsets(pipeline):
@@ -49,9 +54,9 @@ def test_a_byte_order_mark_is_not_text(tmp_path):
 
 def test_round_trip(fresh):
     built = fresh.load_index()
-    loaded = fresh.store.load(fresh.index_key())
+    loaded = fresh.collection.load(fresh.given_documents)
     assert loaded is not None and built.saved and loaded.saved
-    assert loaded.chunks == built.chunks
+    assert loaded.chunks == built.chunks and len(loaded.chunks) > 1
     assert loaded.faiss_index.ntotal == len(built.chunks)
     query = fresh.embedder.embed_queries(["Qui a fondé Mistral ?"])[0]
     assert loaded.search(query, 3) == built.search(query, 3)
@@ -59,58 +64,73 @@ def test_round_trip(fresh):
     assert loaded.similarities(query, list(numbers)) == pytest.approx(list(scores), abs=1e-5)
 
 
+def test_passage_vectors_match_sentence_transformers(fresh, torch_pipeline):
+    """The index is embedded through onnxruntime; the model's definition is sentence-transformers."""
+    chunks = fresh.splitter.run(fresh.documents)[:8]
+    lean = fresh.embedder.embed_passages([c.text for c in chunks])
+    reference = torch_pipeline.embedder.embed_passages([c.text for c in chunks])
+    assert (lean * reference).sum(axis=1).min() > 0.9999
+
+
 # Manifests that are valid JSON of another shape than the one written.
-ODD_MANIFESTS = ["[]", '"index"', "null", '{"format_version": 1}',
-                 '{"format_version": 1, "built_from": [], "files": {}}',
-                 '{"format_version": 1, "built_from": {}, "files": {"vectors.faiss": 3, "chunks.jsonl": null}}']
+ODD_MANIFESTS = ["[]", '"index"', "null", '{"format_version": 2}',
+                 '{"format_version": 2, "built_from": [], "documents": {}}',
+                 '{"format_version": 2, "built_from": {}, "documents": [{"id": 3}]}']
 
 
-@pytest.mark.parametrize("damage", ["truncate-vectors", "garbage-chunks", "bad-manifest", "missing-vectors",
+@pytest.mark.parametrize("damage", ["truncate-vectors", "garbage-passages", "bad-manifest", "missing-vectors",
                                     *(f"manifest:{text}" for text in ODD_MANIFESTS)])
-def test_damaged_index_is_rebuilt(fresh, damage, caplog):
+def test_damaged_collection_is_repaired(fresh, damage, caplog):
     fresh.load_index()
-    folder = fresh.settings.index_dir
+    folder = fresh.collection.folder
+    (vectors,), (passages,) = files_of(fresh, "vectors"), files_of(fresh, "passages")
     if damage == "truncate-vectors":
-        data = (folder / VECTORS).read_bytes()
-        (folder / VECTORS).write_bytes(data[: len(data) // 2])
-    elif damage == "garbage-chunks":
-        (folder / CHUNKS).write_text("{not json\n")
+        vectors.write_bytes(vectors.read_bytes()[:1000])
+    elif damage == "garbage-passages":
+        passages.write_text("{not json\n")
     elif damage == "bad-manifest":
         (folder / MANIFEST).write_text("{")
     elif damage.startswith("manifest:"):
         (folder / MANIFEST).write_text(damage.removeprefix("manifest:"))
     else:
-        (folder / VECTORS).unlink()
+        vectors.unlink()
     with caplog.at_level(logging.WARNING):
-        assert fresh.store.load(fresh.index_key()) is None
+        assert fresh.collection.load(fresh.given_documents) is None
         index = fresh.load_index()
-    assert "rebuilding" in caplog.text
+    assert "rebuilding" in caplog.text or "recovering" in caplog.text
     assert index.faiss_index.ntotal == len(index.chunks) > 0
-    assert fresh.store.load(fresh.index_key()) is not None  # the rebuilt index is intact on disk
+    assert fresh.collection.load(fresh.given_documents) is not None  # the repaired collection is intact on disk
+    assert len(files_of(fresh, "vectors")) == 1  # and holds no leftover files
 
 
-def test_manifest_mismatch_triggers_rebuild(fresh, caplog):
+def test_settings_change_rebuilds_from_the_stored_text(fresh, caplog):
     fresh.load_index()
-    key = fresh.index_key()
-    changed = Pipeline(replace(fresh.settings, chunk_size=300, chunk_overlap=50))
+    changed = Pipeline(replace(fresh.settings, chunk_size=300, chunk_overlap=50), fresh.documents)
     changed.embedder = fresh.embedder
     with caplog.at_level(logging.WARNING):
         index = changed.load_index()
     assert "out of date" in caplog.text and "chunking" in caplog.text
     assert len(index.chunks) > len(fresh.splitter.run(fresh.documents))
-    manifest = json.loads((fresh.settings.index_dir / MANIFEST).read_text())
+    manifest = json.loads((fresh.collection.folder / MANIFEST).read_text())
     assert manifest["built_from"]["chunking"]["chunk_size"] == 300
-    assert fresh.store.load(key) is None  # the old settings no longer match
+    assert fresh.collection.load(fresh.given_documents) is None  # the old settings no longer match
 
 
-def test_new_documents_are_indexed(fresh):
+def test_sync_embeds_only_what_changed(fresh):
+    """Syncing a collection to a new set of documents embeds the new one; the
+    others keep their files, untouched."""
+    fresh.load_index()
+    (article_vectors,) = files_of(fresh, "vectors")
+    written = article_vectors.stat().st_mtime_ns
     extra = Document(id="note", title="note", text="Le siège de l'entreprise fictive Zorblax est à Lyon.")
-    pipeline = Pipeline(fresh.settings, [*fresh.documents, extra])
-    pipeline.embedder = fresh.embedder
-    index = pipeline.load_index()
+    fresh.collection.sync([*fresh.documents, extra])
+    index = fresh.collection.load([*fresh.documents, extra])
     assert any(c.doc_id == "note" for c in index.chunks)
+    assert article_vectors.stat().st_mtime_ns == written and len(files_of(fresh, "vectors")) == 2
     vectors = np.array([index.faiss_index.reconstruct(i) for i in range(index.faiss_index.ntotal)])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    fresh.collection.sync(fresh.documents)
+    assert files_of(fresh, "vectors") == [article_vectors]
 
 
 def test_documents_must_exist_and_have_distinct_ids(settings):

@@ -91,6 +91,7 @@ class AddReport:
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # file name → why
+    resumed: int = 0  # passages whose vectors an interrupted earlier run had already written
 
     @property
     def changed(self) -> bool:
@@ -330,9 +331,9 @@ class Collection:
         return [entry for _, entry in sorted(latest.values(), key=lambda pair: pair[0])]
 
     def _index_document(self, document: Document, chunks: list[Chunk], done: int, total: int,
-                        progress: Progress | None, file_sha256: str | None = None) -> dict:
+                        progress: Progress | None, file_sha256: str | None = None) -> tuple[dict, int]:
         """Embed a document batch by batch (reusing batches left by an interrupted
-        run) and write its files; returns its manifest entry."""
+        run) and write its files; returns its manifest entry and how many passages were reused."""
         key = self.key()
         entry = {"id": document.id, "version": document.sha256[:16], "key": key}
         paths = self._paths(entry)
@@ -341,11 +342,13 @@ class Collection:
         if not paths["document"].exists():
             _write_atomic(paths["document"], json.dumps(data, ensure_ascii=False).encode())
         paths["pending"].mkdir(parents=True, exist_ok=True)
-        batches = []
+        batches, reused = [], 0
         for number, begin in enumerate(range(0, len(chunks), self.batch_size)):
             texts = [c.text for c in chunks[begin : begin + self.batch_size]]
             path = paths["pending"] / f"{number:06d}.npy"
-            if not _batch_done(path, len(texts)):
+            if _batch_done(path, len(texts)):
+                reused += len(texts)
+            else:
                 _save_npy_atomic(path, np.asarray(self.embedder.embed_passages(texts), dtype=np.float32))
             batches.append(path)
             if progress:
@@ -366,23 +369,25 @@ class Collection:
             "pages": list(document.pages), "file_sha256": file_sha256, "passages": len(chunks),
             "files": {"passages": _sha256_file(paths["passages"]), "vectors": _sha256_file(paths["vectors"])},
         })
-        return entry
+        return entry, reused
 
     def _commit(self, entries: list[dict], progress: Progress | None,
-                pending: list[tuple[Document, str | None]]) -> list[dict]:
+                pending: list[tuple[Document, str | None]]) -> int:
         """Index ``pending`` documents (with their file's hash), then switch the
         manifest to ``entries`` with theirs put in place, then delete the files
-        nothing lists any more."""
+        nothing lists any more. Returns the passages reused from an interrupted run."""
         chunked = [(document, file_sha, self.splitter.run([document])) for document, file_sha in pending]
-        done, total = 0, sum(len(chunks) for _, _, chunks in chunked)
+        done, total, reused = 0, sum(len(chunks) for _, _, chunks in chunked), 0
         by_id = {e["id"]: e for e in entries}
         for document, file_sha, chunks in chunked:
-            by_id[document.id] = self._index_document(document, chunks, done, total, progress, file_sha)
+            by_id[document.id], document_reused = self._index_document(document, chunks, done, total, progress,
+                                                                       file_sha)
             done += len(chunks)
+            reused += document_reused
         final = list(by_id.values())
         self._manifest_for(final)
         self._clean(final)
-        return final
+        return reused
 
     def _clean(self, entries: list[dict]) -> None:
         """Delete the files the manifest does not list (older versions, removed documents)."""
@@ -477,7 +482,7 @@ class Collection:
                 (report.replaced if document.id in by_id else report.added).append(name)
                 pending.append((document, file_sha))
             if pending:
-                self._commit(entries, progress, pending)
+                report.resumed = self._commit(entries, progress, pending)
         return report
 
     def remove(self, doc_ids: Iterable[str]) -> list[str]:
