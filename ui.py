@@ -1,8 +1,11 @@
-"""The web chat: ``python ui.py`` (options: ``--host``, ``--port``, ``--document``, ``--share``).
+"""The web chat: ``python ui.py`` (options: ``--host``, ``--port``, ``--collection``,
+``--document``, ``--share``).
 
 Every answer shows the exact words of the document in bold, the confidence,
-and the passage it came from with the answer highlighted in place; the other
-passages read are listed, collapsed, under it. The chat function is also an
+and the passage it came from with the answer highlighted in place, named by
+its document (and page); the other passages read are listed, collapsed,
+under it. The Documents panel lists the collection's documents, takes
+uploads (several files at once, with progress) and removes documents. The chat function is also an
 API endpoint, ``/ask``, and ``/ask_json`` returns the answer as data and takes
 the conversation's earlier questions::
 
@@ -29,7 +32,8 @@ from rag.answer import Answer, Pipeline  # noqa: E402
 from rag.answer.language import detect_language  # noqa: E402
 from rag.answer.pipeline import clean_question  # noqa: E402
 from rag.answer.wording import both_languages, percent, quoted_note, words_for  # noqa: E402
-from rag.documents import load_document  # noqa: E402
+from rag.documents import SUPPORTED_SUFFIXES, load_document  # noqa: E402
+from rag.index import DEFAULT_COLLECTION, CollectionBusy  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 log = logging.getLogger("rag.ui")
@@ -54,6 +58,11 @@ CSS = """
 .dark .rag-reply small { color: #d4d4d8; }
 .rag-reply blockquote { margin: .4em 0; }
 .rag-reply details > summary { cursor: pointer; }
+.rag-docs ul { margin: .2rem 0; padding-left: 1.2rem; }
+.rag-docs small { color: #52525b; }
+.dark .rag-docs small { color: #d4d4d8; }
+.rag-status .rag-failed { color: #b91c1c; }
+.dark .rag-status .rag-failed { color: #fca5a5; }
 #rag-buttons { flex-wrap: nowrap; }
 @media (max-width: 640px) {
   #rag-chat { height: calc(100dvh - 390px) !important; }
@@ -114,6 +123,14 @@ def passage_list(summary: str, passages: list[str]) -> str:
     return f"<details><summary>{summary} ({len(passages)})</summary>{quotes}</details>"
 
 
+def source_label(answer: Answer, words: dict[str, str]) -> str:
+    """"Source passage · rapport annuel, page 2": where the answer was read."""
+    where = escape(answer.title or answer.doc_id or "")
+    if answer.page:
+        where += f", {words['page']} {answer.page}"
+    return f"{words['source']} · {where}" if where else words["source"]
+
+
 def render(answer: Answer) -> str:
     """One chat reply: the answer and its confidence, or a plain "does not say",
     then the passages read."""
@@ -130,7 +147,8 @@ def render(answer: Answer) -> str:
         f"<p><strong>{escape(answer.text)}</strong> "
         f"<small class='rag-meta'>({words['confidence']} {percent(answer.score, answer.language)})</small></p>"
         + (f"<p><small class='rag-note'>{note}</small></p>" if note else "")
-        + f"<details open><summary>{words['source']}</summary><blockquote>{highlighted_passage(answer)}</blockquote>"
+        + f"<details open><summary>{source_label(answer, words)}</summary>"
+        f"<blockquote>{highlighted_passage(answer)}</blockquote>"
         f"</details>{passage_list(words['other_read'], others)}</div>"
     )
 
@@ -201,6 +219,83 @@ class ChatApp:
     def drop_reply(self, shown: list[dict]) -> list[dict]:
         return shown[:-1] if shown and shown[-1]["role"] == "assistant" else shown
 
+    # The Documents panel.
+
+    @property
+    def editable(self) -> bool:
+        """A chat over a collection takes uploads; one over given documents (--document) does not."""
+        return self.pipeline.given_documents is None
+
+    def entries(self) -> list[dict]:
+        if not self.editable:
+            return [{"id": d.id, "title": d.title, "pages": list(d.pages)} for d in self.pipeline.given_documents]
+        return self.pipeline.collection.entries()
+
+    def header(self) -> str:
+        entries = self.entries()
+        if len(entries) == 1:
+            subject = f"*{escape(entries[0].get('title') or entries[0]['id'])}*"
+        elif entries:
+            subject = f"the {len(entries)} documents of collection *{escape(self.pipeline.collection.name)}*"
+        else:
+            subject = "your documents: add some under Documents · ajoutez-en sous Documents"
+        return ("## Ask the documents · Questions sur les documents\n"
+                f"In English or French, about {subject}: answers are the documents' own words, "
+                "highlighted in their passage.")
+
+    def document_list(self) -> str:
+        entries = self.entries()
+        if not entries:
+            return "<div class='rag-docs'><p>No documents yet · Aucun document pour l'instant</p></div>"
+        items = "".join(
+            f"<li>{escape(e.get('title') or e['id'])} <small>({escape(e['id'])}"
+            + (f", {len(e['pages'])} pages" if e.get("pages") else "") + ")</small></li>"
+            for e in entries
+        )
+        return f"<div class='rag-docs'><ul>{items}</ul></div>"
+
+    def panel(self, status: str = ""):
+        """The panel's contents after a change: header, list, the choices to remove, the status line."""
+        ids = [e["id"] for e in self.entries()]
+        return (self.header(), self.document_list(), gr.Dropdown(choices=ids, value=None),
+                gr.Accordion(label=f"Documents ({len(ids)})"), status)
+
+    def add_files(self, files: list[str] | None, progress=gr.Progress()):
+        """Index uploaded files into the collection, with progress; each file
+        that cannot be added is named with the reason. Uploads are deleted
+        once read: the collection keeps its own copy of their text."""
+        paths = [str(f) for f in files or []]
+        if not paths:
+            return (*self.panel(), None)
+
+        def report_progress(done: int, total: int, what: str) -> None:
+            progress((done, total), desc=f"Indexing · Indexation: {what}", unit="passages")
+
+        try:
+            report = self.pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths])
+        except CollectionBusy as error:
+            return (*self.panel(f"<p class='rag-failed'>{escape(str(error))}</p>"), None)
+        finally:
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        lines = [f"<p>Added · Ajouté : {escape(n)}</p>" for n in report.added]
+        lines += [f"<p>Replaced · Remplacé : {escape(n)}</p>" for n in report.replaced]
+        lines += [f"<p>Already there · Déjà présent : {escape(n)}</p>" for n in report.unchanged]
+        lines += [f"<p class='rag-failed'>{escape(why)}</p>" for why in report.failed.values()]
+        return (*self.panel(f"<div class='rag-status'>{''.join(lines)}</div>"), None)
+
+    def remove_document(self, doc_id: str | None):
+        if not doc_id:
+            return self.panel("<p>Choose a document to remove · Choisissez un document à retirer</p>")
+        try:
+            self.pipeline.remove([doc_id])
+        except (ValueError, CollectionBusy) as error:
+            return self.panel(f"<p class='rag-failed'>{escape(str(error))}</p>")
+        return self.panel(f"<p>Removed · Retiré : {escape(doc_id)}</p>")
+
 
 class ChatBlocks(gr.Blocks):
     """gradio_client fills in an API parameter that is left out with its
@@ -218,26 +313,37 @@ class ChatBlocks(gr.Blocks):
 def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     chat = ChatApp(pipeline or Pipeline())
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
-    document = chat.pipeline.documents[0]
     private = {"api_visibility": "private"}
-    with ChatBlocks(title="Ask the document", analytics_enabled=False) as app:
-        gr.Markdown(
-            "## Ask the document · Questions sur le document\n"
-            f"In English or French, about *{escape(document.title)}*"
-            + (f" ({escape(document.date)})" if document.date else "")
-            + ": answers are the document's own words, highlighted in their passage.",
-            elem_id="rag-header",
-        )
+    with ChatBlocks(title="Ask the documents", analytics_enabled=False) as app:
+        header = gr.Markdown(chat.header(), elem_id="rag-header")
         # The chat takes what the viewport leaves for it, so the box and buttons stay on screen on a phone.
         shown = gr.Chatbot(height="calc(100dvh - 330px)", min_height=260, show_label=False, autoscroll=False,
                            placeholder="Ask a question · Posez une question", elem_id="rag-chat")
         questions = gr.State([])
-        box = gr.Textbox(placeholder="Who founded Mistral? · Qui a fondé Mistral ?", show_label=False,
+        box = gr.Textbox(placeholder="Your question · Votre question", show_label=False,
                          max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True)
         with gr.Row(elem_id="rag-buttons"):
             retry = gr.Button("Retry", size="sm", min_width=0)
             clear = gr.Button("Clear", size="sm", min_width=0)
-        gr.Examples(EXAMPLES, inputs=box, label="Examples")
+        if chat.pipeline.given_documents is None and chat.pipeline.collection.name == DEFAULT_COLLECTION:
+            gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
+        with gr.Accordion(f"Documents ({len(chat.entries())})", open=False, elem_id="rag-documents") as panel:
+            listing = gr.HTML(chat.document_list())
+            if chat.editable:
+                upload = gr.File(label="Add files · Ajouter des fichiers (PDF, Word, HTML, Markdown, text)",
+                                 file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), height=130,
+                                 elem_id="rag-upload")
+                status = gr.HTML(elem_id="rag-status")
+                with gr.Row():
+                    chosen = gr.Dropdown([e["id"] for e in chat.entries()], value=None, label="Document to remove",
+                                         scale=3, elem_id="rag-chosen")
+                    remove = gr.Button("Remove · Retirer", size="sm", scale=1, min_width=0, elem_id="rag-remove")
+                panel_outputs = [header, listing, chosen, panel, status]
+                # One change of the collection at a time; questions go on meanwhile.
+                upload.upload(chat.add_files, upload, [*panel_outputs, upload], concurrency_limit=1,
+                              concurrency_id="writer", **private)
+                remove.click(chat.remove_document, chosen, panel_outputs, concurrency_limit=1,
+                             concurrency_id="writer", **private)
 
         # Two answers at a time suit a 2-core machine; further questions wait in the queue.
         box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False, **private).then(
@@ -267,12 +373,17 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public share link")
+    parser.add_argument("--collection", help="the collection to answer from and add to (RAG_COLLECTION; "
+                        "default: 'default', which holds the embedded article)")
     parser.add_argument("--document", dest="documents", action="append", default=[],
-                        help="a UTF-8 text document to answer from (repeatable; default: the embedded article)")
+                        help="answer from this file alone (repeatable), without the Documents panel's changes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.documents and args.collection:
+        parser.error("--document answers from the given files alone; add files to a collection instead")
     try:
-        pipeline = Pipeline(documents=[load_document(path) for path in args.documents] or None)
+        settings = Settings.from_env(collection=args.collection)
+        pipeline = Pipeline(settings, [load_document(path) for path in args.documents] or None)
     except (OSError, ValueError) as error:
         parser.error(str(error))
     launch(build_app(pipeline), pipeline.settings, args.host, args.port, args.share)

@@ -233,6 +233,35 @@ def command_bench(args) -> int:
     return 0
 
 
+def command_bench_index(args) -> int:
+    import tempfile
+
+    from rag.evaluation.indexing import bench_indexing, write_corpus
+
+    with tempfile.TemporaryDirectory(prefix="rag-corpus-") as scratch:
+        corpus = args.corpus or Path(scratch) / "corpus.txt"
+        made = write_corpus(args.from_squad, args.mb, corpus) if args.from_squad else {}
+        result = {**made, **bench_indexing(corpus, args.file, args.rounds, args.keep_in)}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def command_bench_ann(args) -> int:
+    import numpy as np
+
+    from rag.evaluation.indexing import bench_ann
+    from rag.evaluation.qa import load_questions
+
+    pipeline = make_pipeline(args)
+    index = pipeline.load_index()
+    vectors = np.stack([index.faiss_index.reconstruct(i) for i in range(index.faiss_index.ntotal)])
+    questions = [item.question for item in load_questions(args.file)]
+    queries = pipeline.embedder.embed_queries(questions)
+    for row in bench_ann(vectors, queries, args.sizes):
+        print(json.dumps(row))
+    return 0
+
+
 def command_soak(args) -> int:
     from rag.evaluation.qa import load_questions
     from rag.evaluation.soak import soak
@@ -320,6 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--file", default="extra_qa.jsonl", help="questions to time")
     bench.add_argument("--rounds", type=int, default=4, help="passes over the questions, for each path")
     bench.set_defaults(run=command_bench)
+    bench_index = add_command("bench-index", help="add a large text to a new collection: passages per second, "
+                              "peak memory; then question latency on it")
+    bench_index.add_argument("--from-squad", nargs="+", metavar="FILE",
+                             help="make the corpus from the paragraphs of these SQuAD-format files")
+    bench_index.add_argument("--mb", type=float, default=2.0, help="the corpus's size in MB (with --from-squad)")
+    bench_index.add_argument("--corpus", type=Path, help="the text to add (written here with --from-squad)")
+    bench_index.add_argument("--keep-in", type=Path, help="build the collection in this index folder and keep it")
+    bench_index.add_argument("--file", default="extra_qa.jsonl", help="questions to time on the collection")
+    bench_index.add_argument("--rounds", type=int, default=2)
+    bench_index.set_defaults(run=command_bench_index)
+    bench_ann = add_command("bench-ann", help="flat, HNSW and IVF FAISS indexes at several sizes, grown from the "
+                            "collection's vectors: build time, query latency, recall@10")
+    bench_ann.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000])
+    bench_ann.add_argument("--file", default="extra_qa.jsonl", help="questions whose vectors are the queries")
+    bench_ann.set_defaults(run=command_bench_ann)
     soak = add_command("soak", help="many questions through the running chat's API, its memory sampled as they go")
     soak.add_argument("--file", default="extra_qa.jsonl", help="questions to ask, in turn")
     soak.add_argument("--questions", type=int, default=1000)

@@ -15,37 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from files import make_docx, make_pdf
 from rag import Pipeline
 from rag.index import CollectionBusy
 from rag.index.collection import LOCK, MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_pdf(path: Path, pages: list[str]) -> Path:
-    from reportlab.pdfgen import canvas
-
-    pdf = canvas.Canvas(str(path))
-    for text in pages:
-        pdf.drawString(72, 720, text)
-        pdf.showPage()
-    pdf.save()
-    return path
-
-
-def make_docx(path: Path, paragraphs: list[str], table: list[list[str]] | None = None) -> Path:
-    import docx
-
-    document = docx.Document()
-    for paragraph in paragraphs:
-        document.add_paragraph(paragraph)
-    if table:
-        grid = document.add_table(rows=len(table), cols=len(table[0]))
-        for row, values in zip(grid.rows, table):
-            for cell, value in zip(row.cells, values):
-                cell.text = value
-    document.save(str(path))
-    return path
 
 
 @pytest.fixture

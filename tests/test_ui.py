@@ -326,4 +326,85 @@ def test_browser_reads_well_in_both_themes_and_on_a_phone(server, pipeline, view
         example.scroll_into_view_if_needed()
         example.click()
         expect(box).to_have_value(EXAMPLES[1])
+
+        page.get_by_text("Documents (1)").click()  # the panel of the collection's documents
+        expect(page.locator(".rag-docs li")).to_have_count(1)
+        for selector in (".rag-docs li", ".rag-docs small"):
+            assert min(page.evaluate(CONTRASTS, selector)) >= 4.5, f"{selector} is hard to read in {scheme} mode"
+        upload = page.locator("#rag-upload").bounding_box()
+        assert upload["x"] >= 0 and upload["x"] + upload["width"] <= VIEWPORTS[view]["width"]
         browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, tmp_path, scheme):
+    """A new collection in the chat: upload a PDF of three pages and a Word
+    file at once, ask about each, get the span highlighted with the
+    document's name (and page); remove one; a file that cannot be read is named."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from files import make_docx, make_pdf
+    from rag import Pipeline
+
+    require_chromium()
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    pdf = make_pdf(uploads / "rapport-annuel.pdf", [
+        "Le rapport annuel de la société Vendrix couvre l'année 2023.",
+        "Vendrix a été fondée en 1987 par Odile Marchetti à Grenoble.",
+        "Le chiffre d'affaires de Vendrix a atteint 42 millions d'euros.",
+    ])
+    word = make_docx(uploads / "compte-rendu.docx", ["Compte rendu du conseil de Talvane.",
+                                                     "La prochaine assemblée de Talvane se tiendra à Brest."])
+    scanned = uploads / "scan.pdf"
+    scanned.write_bytes(b"%PDF-1.4 not a real PDF")
+    mine = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection="mine"))
+    mine.embedder, mine.reader = pipeline.embedder, pipeline.reader
+    app, url = serve(mine)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORTS["desktop"], color_scheme=scheme)
+            page.goto(url)
+            expect(page.locator("#rag-header")).to_contain_text("add some under Documents")
+            page.get_by_text("Documents (0)").click()
+            page.locator("#rag-upload input[type=file]").set_input_files([str(pdf), str(word), str(scanned)])
+            status = page.locator("#rag-status")
+            expect(status).to_contain_text("rapport-annuel.pdf", timeout=120_000)
+            expect(status).to_contain_text("compte-rendu.docx")
+            expect(status).to_contain_text("scan.pdf is not a readable PDF")
+            expect(page.get_by_text("Documents (2)")).to_be_visible()
+            expect(page.locator(".rag-docs")).to_contain_text("rapport-annuel.pdf, 3 pages")
+            for selector in (".rag-docs li", ".rag-docs small", ".rag-status p"):
+                assert min(page.evaluate(CONTRASTS, selector)) >= 4.5, f"{selector} is hard to read in {scheme} mode"
+
+            box = page.get_by_role("textbox").first
+            bot = page.locator("[data-testid='bot']")
+            asked = {"Qui a fondé Vendrix ?": ("rapport annuel, page 2", "Odile Marchetti"),
+                     "Where will Talvane's next assembly be held?": ("compte rendu", "Brest")}
+            for count, (question, (where, words)) in enumerate(asked.items(), start=1):
+                expected = mine.run(question)
+                assert words in expected.text
+                box.fill(question)
+                box.press("Enter")
+                expect(bot).to_have_count(count, timeout=60_000)
+                expect(bot.last).to_contain_text(REPLIED, timeout=60_000)
+                expect(bot.last.locator("mark")).to_have_text(expected.text)
+                expect(bot.last.locator("summary").first).to_contain_text(where)
+            assert min(page.evaluate(CONTRASTS, ".rag-reply mark")) >= 4.5
+            page.screenshot(path=str(SCREENSHOT_DIR / f"documents-{scheme}.png"), full_page=True)
+
+            page.locator("#rag-chosen input").click()
+            page.get_by_role("option", name="compte-rendu.docx").click()
+            page.locator("#rag-remove").click()
+            expect(status).to_contain_text("compte-rendu.docx", timeout=60_000)
+            expect(page.get_by_text("Documents (1)")).to_be_visible()
+            expect(page.locator(".rag-docs")).not_to_contain_text("compte-rendu.docx")
+            browser.close()
+    finally:
+        app.close()
+    assert [e["id"] for e in mine.collection.entries()] == ["rapport-annuel.pdf"]
+    assert not list((tmp_path / "index" / "mine").rglob("*.pdf"))  # the collection keeps text, not uploads
