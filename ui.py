@@ -272,7 +272,8 @@ class ChatApp:
             progress((done, total), desc=f"Indexing · Indexation: {what}", unit="passages")
 
         try:
-            report = self.pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths])
+            report = self.pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths],
+                                       max_mb=self.pipeline.settings.max_upload_mb)
         except CollectionBusy as error:
             return (*self.panel(f"<p class='rag-failed'>{escape(str(error))}</p>"), None)
         finally:

@@ -97,10 +97,10 @@ def command_index(args) -> int:
 def command_add(args) -> int:
     """Add files and folders to a collection, with a progress bar; a failed file changes nothing."""
     pipeline = make_pipeline(args)
-    pipeline.load_models()
+    pipeline.load_embedder()
     bar = ProgressBar()
     try:
-        report = pipeline.collection.add(args.paths, bar, pipeline.settings.max_upload_mb * 2**20)
+        report = pipeline.collection.add(args.paths, bar, pipeline.settings.max_document_mb * 2**20)
     finally:
         bar.close()
     for label, names in (("added", report.added), ("replaced", report.replaced),
@@ -212,7 +212,7 @@ def command_eval_squad_documents(args) -> int:
     examples = load_examples(args.file, args.held_out, args.questions_from)
     if args.limit:
         examples = examples[: args.limit]
-    result = evaluate_documents(make_pipeline(args), examples)
+    result = evaluate_documents(make_pipeline(args), examples, args.one_collection)
     print_result(result, args.json)
     return 0
 
@@ -243,6 +243,22 @@ def command_bench_index(args) -> int:
         made = write_corpus(args.from_squad, args.mb, corpus) if args.from_squad else {}
         result = {**made, **bench_indexing(corpus, args.file, args.rounds, args.keep_in)}
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def command_bench_embed(args) -> int:
+    import tempfile
+
+    from rag.evaluation.embedding_speed import embedding_variants
+
+    pipeline = make_pipeline(args)
+    if not pipeline.settings.lean:
+        raise ValueError("bench-embed compares ways to run the built-in embedder: use the default runtime (onnx)")
+    pipeline.load_embedder()
+    texts = [chunk.text for chunk in pipeline.load_index().chunks[: args.passages]]
+    with tempfile.TemporaryDirectory(prefix="rag-embed-") as scratch:
+        rows = embedding_variants(pipeline.embedder.definition, pipeline.embedder, texts, Path(scratch))
+    print(json.dumps({"passages": len(texts), "variants": rows}, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -339,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("file")
     squad.add_argument("--documents", dest="documents_mode", action="store_true",
                        help="each article is a document: chunked, indexed, retrieved, then read")
+    squad.add_argument("--one-collection", action="store_true",
+                       help="with --documents: all articles in one collection, each question searched across all")
     squad.add_argument("--held-out", action="store_true",
                        help="only the articles the built-in reader was not trained on")
     squad.add_argument("--questions-from", help="a parallel SQuAD file whose questions replace the file's (same ids)")
@@ -359,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_index.add_argument("--file", default="extra_qa.jsonl", help="questions to time on the collection")
     bench_index.add_argument("--rounds", type=int, default=2)
     bench_index.set_defaults(run=command_bench_index)
+    bench_embed = add_command("bench-embed", help="ways to embed passages faster, against sentence-transformers: "
+                              "passages per second and lowest cosine")
+    bench_embed.add_argument("--passages", type=int, default=400, help="the collection's first passages to embed")
+    bench_embed.set_defaults(run=command_bench_embed)
     bench_ann = add_command("bench-ann", help="flat, HNSW and IVF FAISS indexes at several sizes, grown from the "
                             "collection's vectors: build time, query latency, recall@10")
     bench_ann.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000])

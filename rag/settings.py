@@ -34,10 +34,11 @@ class Settings:
     similarity_weight: float = 100.0
     max_answer_tokens: int = 48  # the longest span the reader may answer with
     max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
-    max_upload_mb: int = 10  # larger files are refused, by the chat's upload and by rag add
+    max_upload_mb: int = 10  # the chat server refuses larger uploads
+    max_document_mb: int = 50  # rag add and Pipeline.add refuse larger files
     # Above this many passages a collection is searched through an HNSW graph
     # instead of a flat scan (README, "Choosing the index").
-    hnsw_above: int = 200_000
+    hnsw_above: int = 1_000_000
     # Conversations whose state (the earlier questions) the chat server keeps;
     # the least recently used goes first. Each costs memory (README, soak).
     max_sessions: int = 1000
@@ -59,6 +60,7 @@ class Settings:
         return self.cache_dir / "onnx"
 
     def __post_init__(self) -> None:
+        self.index_dir, self.cache_dir = Path(self.index_dir), Path(self.cache_dir)
         if self.runtime not in ("onnx", "torch"):
             raise ValueError(f"RAG_RUNTIME must be 'onnx' or 'torch', not {self.runtime!r}")
 

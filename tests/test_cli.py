@@ -91,6 +91,10 @@ def test_eval_squad_reads_each_article_as_a_document(index_dir, tmp_path):
     scores = json.loads(result.stdout)
     assert scores["documents"] == 2 and scores["answerable"] == 3 and scores["unanswerable"] == 1
     assert scores["recall@4"] == 1.0 and 0 <= scores["em"] <= scores["f1"] <= 1
+    shared = json.loads(rag("eval-squad", str(path), "--documents", "--one-collection", "--json",
+                            index_dir=untouched).stdout)
+    assert shared["documents"] == 2 and shared["collections"] == 1 and shared["document_recall@4"] == 1.0
+    assert not untouched.exists()
 
     english = {"data": [article("Eiffel", [("", [{"id": "e2", "question": "Where is the tower?", "answers": []}])])]}
     questions = tmp_path / "english.json"
@@ -176,3 +180,20 @@ def test_soak_samples_the_chat_servers_memory(index_dir):
     report = json.loads(result.stdout)
     assert [s["questions"] for s in report["samples"]] == [0, 2, 4]
     assert all(s["rss_mb"] > 0 for s in report["samples"]) and report["sessions"] == 2
+
+
+def test_indexing_and_index_type_benchmarks_run(index_dir, tmp_path):
+    """`rag bench-index` (corpus made from SQuAD paragraphs, added, then
+    questions timed on it) and `rag bench-ann` report what the README quotes."""
+    paragraphs = [f"Le paragraphe {i} décrit la ville de Ville{i} et ses {i * 3} habitants." for i in range(40)]
+    squad = {"data": [{"title": "t", "paragraphs": [{"context": p, "qas": []} for p in paragraphs]}]}
+    source = tmp_path / "squad.json"
+    source.write_text(json.dumps(squad, ensure_ascii=False))
+    result = rag("bench-index", "--from-squad", str(source), "--mb", "0.01", "--rounds", "1", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["unique_paragraphs"] == 40 and report["passages"] > 1 and report["index"] == "IndexFlatIP"
+    assert report["passages_per_s"] > 0 and report["add_peak_rss_mb"] > 0 and report["query_ms_p50"] > 0
+    rows = [json.loads(line) for line in rag("bench-ann", "--sizes", "3000", index_dir=index_dir).stdout.splitlines()]
+    assert {row["index"].split()[0] for row in rows} == {"flat", "hnsw32", "ivf219"}
+    assert all(0 <= row["recall@10"] <= 1 for row in rows) and rows[0]["recall@10"] == 1.0

@@ -127,7 +127,8 @@ def test_files_that_cannot_be_added_change_nothing(mine, library, tmp_path):
     (bad / "binaire.txt").write_bytes(bytes(range(256)) * 8)
     (bad / "vide.txt").write_text("  \n ")
     (bad / "tableur.xlsx").write_bytes(b"PK")
-    (bad / "enorme.txt").write_text("mot " * (mine.settings.max_upload_mb * 2**20 // 4 + 10))
+    mine.settings.max_document_mb = 1
+    (bad / "enorme.txt").write_text("mot " * (2**20 // 4 + 10))
     report = mine.add([*sorted(bad.iterdir()), bad / "absent.txt"])
     assert not report.changed
     reasons = report.failed

@@ -198,9 +198,16 @@ class Pipeline:
             self.retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
 
     def load_models(self) -> None:
-        """The embedder and the reader, without the index (to add documents, or to share them)."""
+        """The embedder and the reader, without the index (to share them with another pipeline)."""
         with self._lock:
             self._load_models()
+
+    def load_embedder(self) -> None:
+        """The embedder alone: all that adding documents needs."""
+        with self._lock:
+            if self.settings.lean:
+                builtin_exports(self.settings)  # made on first use, before the embedder loads them
+            self.embedder.warm_up()
 
     def reload(self) -> None:
         """Read the collection again after it changed; questions asked meanwhile use the previous index."""
@@ -209,12 +216,14 @@ class Pipeline:
             retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
         self.retriever = retriever
 
-    def add(self, paths, progress: Progress | None = None, names: list[str] | None = None) -> AddReport:
-        """Add files or folders to the collection (see :meth:`Collection.add`) and answer from them next."""
+    def add(self, paths, progress: Progress | None = None, names: list[str] | None = None,
+            max_mb: int | None = None) -> AddReport:
+        """Add files or folders to the collection (see :meth:`Collection.add`) and answer from them next;
+        files over ``max_mb`` (default: the ``max_document_mb`` setting) are refused."""
         if self.given_documents is not None:
             raise ValueError("this pipeline answers from the documents it was given; add files to a collection")
-        self.load_models()
-        report = self.collection.add(paths, progress, self.settings.max_upload_mb * 2**20, names)
+        self.load_embedder()
+        report = self.collection.add(paths, progress, (max_mb or self.settings.max_document_mb) * 2**20, names)
         if report.changed:
             self.reload()
         return report

@@ -128,7 +128,7 @@ def read_bytes(path: Path, max_bytes: int | None) -> bytes:
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
             raise UnreadableDocument(f"{path.name} is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB "
-                                     "limit (RAG_MAX_UPLOAD_MB)")
+                                     "limit")
         return path.read_bytes()
     except FileNotFoundError:
         raise UnreadableDocument(f"{path} does not exist") from None

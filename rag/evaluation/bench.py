@@ -65,31 +65,38 @@ def passage_throughput(pipeline: Pipeline, passages: int = 256) -> float:
     return passages / (time.perf_counter() - began)
 
 
-WARM = """
+TIMED_QUESTIONS = """
 import json, sys, time
 from rag import Pipeline, Settings
 from rag.documents import load_document
 from rag.evaluation.qa import load_questions
-runtime, questions, rounds, index_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-documents = [load_document(path) for path in sys.argv[5:]] or None
-pipeline = Pipeline(Settings.from_env(runtime=runtime, index_dir=index_dir), documents)
-items = load_questions(questions)
+job = json.loads(sys.argv[1])
+documents = [load_document(path) for path in job["documents"]] or None
+pipeline = Pipeline(Settings.from_env(**job["settings"]), documents)
+began = time.perf_counter()
+pipeline.warm_up()
+loaded = time.perf_counter() - began
+items = load_questions(job["questions"])
 for item in items[:3]:  # one untimed pass fills caches and lazy paths
     pipeline.run(item.question, item.history)
 seconds = []
-for _ in range(rounds):
+for _ in range(job["rounds"]):
     for item in items:
         began = time.perf_counter()
         pipeline.run(item.question, item.history)
         seconds.append(time.perf_counter() - began)
-print(json.dumps(seconds))
+index = pipeline.retriever.index
+print(json.dumps({"load_s": loaded, "seconds": seconds, "passages": len(index.chunks),
+                  "index": type(index.faiss_index).__name__}))
 """
 
 
-def warm_latencies(runtime: str, questions: str, rounds: int, index_dir: Path, documents: list[str]) -> list[float]:
-    """Seconds per question in a warm process of ``runtime``."""
-    result = subprocess.run([sys.executable, "-c", WARM, runtime, questions, str(rounds), str(index_dir), *documents],
-                            capture_output=True, text=True, env=os.environ.copy(), check=True)
+def timed_questions(settings: dict, questions: str, rounds: int, documents: list[str] = ()) -> dict:
+    """Seconds per question in a warm process of its own (the pipeline made
+    from ``settings``), with the time it took to load and the index it searched."""
+    job = json.dumps({"settings": settings, "documents": list(documents), "questions": questions, "rounds": rounds})
+    result = subprocess.run([sys.executable, "-c", TIMED_QUESTIONS, job], capture_output=True, text=True,
+                            env=os.environ.copy(), check=True)
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -108,7 +115,8 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
     latencies: dict[str, list[float]] = {runtime: [] for runtime in RUNTIMES}
     for _ in range(2):
         for runtime in RUNTIMES:
-            latencies[runtime] += warm_latencies(runtime, questions, max(1, rounds // 2), index_dir, documents)
+            settings = {"runtime": runtime, "index_dir": str(index_dir)}
+            latencies[runtime] += timed_questions(settings, questions, max(1, rounds // 2), documents)["seconds"]
     for runtime, seconds in latencies.items():
         milliseconds = np.array(seconds) * 1000
         report[runtime]["warm_ms_p50"] = round(float(np.percentile(milliseconds, 50)), 1)

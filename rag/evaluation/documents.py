@@ -38,22 +38,35 @@ def load_examples(path: str | Path, held_out_only: bool, questions_from: str | P
     return examples
 
 
-def evaluate_documents(pipeline: Pipeline, examples: list[QAExample]) -> dict:
-    """EM/F1 on answerable questions (an abstention scores 0), no-answer
-    accuracy on unanswerable ones, recall@k (the gold span inside a passage
-    read) and latency."""
+def article_documents(examples: list[QAExample]) -> tuple[dict[int, list[QAExample]], dict[int, Document],
+                                                        dict[str, int]]:
+    """Each article as one document (its paragraphs joined), with where each paragraph starts in it."""
     by_article: dict[int, list[QAExample]] = defaultdict(list)
     for example in examples:
         by_article[example.article_index].append(example)
-    em, f1, recall, abstained, seconds = [], [], [], [], []
+    documents, offsets = {}, {}
+    for article, questions in by_article.items():
+        paragraphs = list(dict.fromkeys(q.context for q in questions))
+        starts = np.cumsum([0] + [len(p) + 2 for p in paragraphs[:-1]]).tolist()
+        offsets.update(zip(paragraphs, starts))
+        documents[article] = Document(id=f"article-{article}", title=questions[0].title, text="\n\n".join(paragraphs))
+    return by_article, documents, offsets
+
+
+def evaluate_documents(pipeline: Pipeline, examples: list[QAExample], one_collection: bool = False) -> dict:
+    """EM/F1 on answerable questions (an abstention scores 0), no-answer
+    accuracy on unanswerable ones, recall@k (the gold span inside a passage
+    read) and latency. Each article has its own index, or, with
+    ``one_collection``, all articles share one and each question is searched
+    across all of them (then document recall@k: a passage of the question's
+    own article among those read)."""
+    by_article, documents, offsets = article_documents(examples)
+    em, f1, recall, document_recall, abstained, seconds = [], [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as scratch:
+        shared = pipeline.for_documents(list(documents.values()), Path(scratch) / "all") if one_collection else None
         for article, questions in by_article.items():
-            paragraphs = list(dict.fromkeys(q.context for q in questions))
-            text = "\n\n".join(paragraphs)
-            offsets = dict(zip(paragraphs, np.cumsum([0] + [len(p) + 2 for p in paragraphs[:-1]]).tolist()))
-            document = Document(id=f"article-{article}", title=questions[0].title, text=text)
-            article_pipeline = pipeline.for_documents([document], Path(scratch) / str(article))
-            article_pipeline.warm_up()  # builds the article's index, outside the timings
+            article_pipeline = shared or pipeline.for_documents([documents[article]], Path(scratch) / str(article))
+            article_pipeline.warm_up()  # builds the index, outside the timings
             for question in questions:
                 began = time.perf_counter()
                 answer = article_pipeline.run(question.question)
@@ -65,17 +78,23 @@ def evaluate_documents(pipeline: Pipeline, examples: list[QAExample]) -> dict:
                 em.append(e)
                 f1.append(f)
                 offset = offsets[question.context]
+                own = [s for s in answer.sources if s.doc_id == documents[article].id]
+                document_recall.append(bool(own))
                 recall.append(any(
                     s.start <= offset + start and offset + start + len(t) <= s.end
-                    for t, start in question.answers for s in answer.sources
+                    for t, start in question.answers for s in own
                 ))
+    k = pipeline.settings.top_k
     result = {
         "documents": len(by_article),
+        "collections": 1 if one_collection else len(by_article),
         "answerable": len(f1),
         "em": float(np.mean(em)) if em else None,
         "f1": float(np.mean(f1)) if f1 else None,
-        f"recall@{pipeline.settings.top_k}": float(np.mean(recall)) if recall else None,
+        f"recall@{k}": float(np.mean(recall)) if recall else None,
     }
+    if one_collection and document_recall:
+        result[f"document_recall@{k}"] = float(np.mean(document_recall))
     if abstained:
         result["unanswerable"] = len(abstained)
         result["no_answer_accuracy"] = float(np.mean(abstained))

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.evaluation.bench import timed_questions
+
 
 def read_squad_paragraphs(path: str | Path) -> list[str]:
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -55,28 +57,6 @@ def timed_child(command: list[str], env: dict) -> dict:
     return {"seconds": time.perf_counter() - began, "peak_rss_mb": usage.ru_maxrss / 1024, "output": output}
 
 
-LATENCY = """
-import json, sys, time
-from rag import Pipeline, Settings
-from rag.evaluation.qa import load_questions
-index_dir, collection, questions, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-pipeline = Pipeline(Settings.from_env(index_dir=index_dir, collection=collection))
-began = time.perf_counter()
-pipeline.warm_up()
-loaded = time.perf_counter() - began
-items = load_questions(questions)
-pipeline.run(items[0].question)
-seconds = []
-for _ in range(rounds):
-    for item in items:
-        began = time.perf_counter()
-        pipeline.run(item.question, item.history)
-        seconds.append(time.perf_counter() - began)
-print(json.dumps({"load_s": loaded, "seconds": seconds, "passages": len(pipeline.retriever.index.chunks),
-                  "index": type(pipeline.retriever.index.faiss_index).__name__}))
-"""
-
-
 def bench_indexing(corpus: Path, questions: str, rounds: int = 2, index_dir: Path | None = None) -> dict:
     """``rag add`` of ``corpus`` into a new collection, in a process of its
     own (time, passages per second, peak memory); then warm question latency
@@ -88,9 +68,7 @@ def bench_indexing(corpus: Path, questions: str, rounds: int = 2, index_dir: Pat
         listing = json.loads(timed_child([sys.executable, "-m", "rag", "list", "--json", "--collection", "bench"],
                                          env)["output"])
         passages = sum(entry["passages"] for entry in listing)
-        result = subprocess.run([sys.executable, "-c", LATENCY, str(index_dir), "bench", questions, str(rounds)],
-                                capture_output=True, text=True, env=env, check=True)
-        latency = json.loads(result.stdout.splitlines()[-1])
+        latency = timed_questions({"index_dir": str(index_dir), "collection": "bench"}, questions, rounds)
     milliseconds = np.array(latency["seconds"]) * 1000
     return {
         "corpus_mb": round(corpus.stat().st_size / 2**20, 2),

@@ -167,7 +167,7 @@ class Collection:
     """One collection folder. Reading needs no lock; :meth:`add`,
     :meth:`remove`, :meth:`sync` and repairs take the collection's lock."""
 
-    def __init__(self, folder: Path, splitter, embedder, batch_size: int = 64, flat_limit: int = 200_000) -> None:
+    def __init__(self, folder: Path, splitter, embedder, batch_size: int = 64, flat_limit: int = 1_000_000) -> None:
         self.folder = Path(folder)
         self.name = check_name(self.folder.name)
         self.splitter = splitter
@@ -275,7 +275,7 @@ class Collection:
         total = sum(len(b) for b in blocks)
         if total > self.flat_limit:
             index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = 128
+            index.hnsw.efSearch = 256
         else:
             index = faiss.IndexFlatIP(dimension)
         for block in blocks:

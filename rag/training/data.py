@@ -87,7 +87,7 @@ def unanswerable_copies(
 
 def load_mix(
     data_dir: str | Path, seed: int = 13, french_repeats: int = 1, same_article_negatives: float = 0.0,
-    squad_en: bool = False,
+    squad_en: bool = False, swap_negatives: float = 0.0,
 ) -> tuple[list[QAExample], dict[str, list[QAExample]]]:
     """Training examples and the held-out evaluation sets, deterministically.
 
@@ -97,6 +97,9 @@ def load_mix(
     questions again, paired with another paragraph of their own article.
     ``squad_en`` adds the English SQuAD dev sets, with v2.0's adversarial
     unanswerable questions, and holds a tenth of v2.0's articles out.
+    ``swap_negatives`` adds that share of the PIAF and English training
+    questions with a value swapped for another of their article
+    (:mod:`rag.training.negatives`; needs the ``train`` extra).
     """
     data_dir = Path(data_dir)
     rng = random.Random(seed)
@@ -168,6 +171,14 @@ def load_mix(
         hard = random.Random(seed + 1)
         for examples in (train_piaf, train_en):
             train += unanswerable_copies(examples, examples, same_article_negatives, hard, "sib", same_article=True)
+    if swap_negatives:
+        from rag.training.negatives import load_entity_finder
+        from rag.training.negatives import swap_negatives as with_values_swapped
+
+        finder, swaps = load_entity_finder(), random.Random(seed + 3)
+        english = [e for e in squad_en_examples(v11, v20) if e.title not in held_titles] if squad_en else train_en
+        train += with_values_swapped(train_piaf, finder, swap_negatives, swaps) * french_repeats
+        train += with_values_swapped(english, finder, swap_negatives, swaps)
     sibling = random.Random(seed + 2)
     for name, pool in (("piaf", piaf), ("xquad-en", xquad["en"])):
         evaluation[f"{name}-same-article-negatives"] = unanswerable_copies(
@@ -186,9 +197,10 @@ def load_mix(
 def french_and_english(examples: list[QAExample], data_dir: str | Path) -> list[QAExample]:
     """Only the examples in the documents' two languages: PIAF (French) and
     every English question (XQuAD-en, English questions on other languages'
-    paragraphs), with their unanswerable copies."""
+    paragraphs), with their unanswerable copies (swapped-value negatives are
+    made from PIAF and English questions only)."""
     data_dir = Path(data_dir)
     english = {e.question for e in load_squad(data_dir / "xquad" / "xquad.en.json")}
     english |= {e.question for examples in load_squad_en(data_dir) for e in examples}
     french = {e.id for e in load_squad(data_dir / "piaf" / "piaf-v1.0.json")}
-    return [e for e in examples if e.question in english or e.id.split("-")[0] in french]
+    return [e for e in examples if e.question in english or source_id(e) in french or e.id.endswith("-swap")]

@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--squad-en", action="store_true",
                         help="add SQuAD v1.1/v2.0 dev (English, with adversarial unanswerable questions); "
                         "a tenth of v2.0's articles are held out")
+    parser.add_argument("--swap-negatives", type=float, default=0.0, metavar="SHARE",
+                        help="share of PIAF and English questions also asked with a value swapped for another of "
+                        "their article (unanswerable; needs the train extra)")
     parser.add_argument("--french-and-english", action="store_true",
                         help="train only on PIAF and English questions (and their unanswerable copies)")
     parser.add_argument("--init", metavar="FOLDER", help="start from an exported reader (e.g. rag/models/reader)")
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     train, evaluation = load_mix(args.data_dir, args.seed, args.french_repeats, args.same_article_negatives,
-                                 args.squad_en)
+                                 args.squad_en, args.swap_negatives)
     if args.calibrate:
         calibrate(Path(args.calibrate), Path(args.base), evaluation, device, out / "assembled")
         return
