@@ -207,3 +207,14 @@ def test_language_detection():
     assert detect_language("Qui a fondé Mistral ?") == "fr"
     assert detect_language("Who founded Mistral?") == "en"
     assert detect_language("Où la jeune pousse est-elle établie ?") == "fr"
+
+
+@pytest.mark.parametrize("question", [
+    "Combien de paramètres compte Mistral Large ?",  # on topic: the article names the model, not its size
+    "Who won the 2018 World Cup?",  # off topic
+])
+def test_the_reader_refuses_what_the_article_does_not_say(pipeline, question):
+    answer = pipeline.run(question)
+    assert not answer.answered and answer.text == "" and answer.start is None
+    assert answer.score >= 1 - pipeline.settings.min_confidence  # its confidence that the article does not say
+    assert answer.sources  # the passages it read before refusing
