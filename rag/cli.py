@@ -191,7 +191,7 @@ def command_eval_squad(args) -> int:
     if args.documents_mode:
         return command_eval_squad_documents(args)
     from rag.evaluation.documents import load_examples
-    from rag.evaluation.reader import predict_all, score
+    from rag.evaluation.reader import predict_all, score, trade_off
     from rag.reader import make_reader
 
     settings = settings_from(args)
@@ -201,7 +201,10 @@ def command_eval_squad(args) -> int:
     reader = make_reader(settings)
     calibration = reader.calibration if settings.reader == BUILTIN else None
     has_unanswerable = any(not e.answerable for e in examples)
-    result = score(predict_all(reader, examples), calibration if has_unanswerable else None, settings.min_confidence)
+    predictions = predict_all(reader, examples)
+    result = score(predictions, calibration if has_unanswerable else None, settings.min_confidence)
+    if has_unanswerable and calibration is not None and any(e.answerable for e in examples):
+        result["trade_off"] = trade_off(predictions, calibration)
     print_result(result, args.json)
     return 0
 

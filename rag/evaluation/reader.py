@@ -53,6 +53,19 @@ def score(predictions: list[ReaderPrediction], calibration: Calibration | None, 
     return result
 
 
+def trade_off(predictions: list[ReaderPrediction], calibration: Calibration,
+              thresholds: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> list[dict]:
+    """Refusing against answering, one row per confidence bar (``--min-confidence``):
+    the share of unanswerable questions refused and the F1 on answerable ones."""
+    rows = []
+    for bar in thresholds:
+        scores = score(predictions, calibration, bar)
+        rows.append({"min_confidence": bar, "unanswerable_refused": round(scores.get("no_answer_accuracy", 0.0), 4),
+                     "answerable_f1": round(scores.get("has_answer_f1", scores["f1"]), 4),
+                     "f1": round(scores["f1"], 4)})
+    return rows
+
+
 def span_lengths(predictions: list[ReaderPrediction]) -> dict[str, float]:
     """How long the reader's spans run against the gold answer closest in
     length, in words: the median ratio and the share at least twice as long."""
