@@ -231,8 +231,7 @@ class ChatApp:
             return [{"id": d.id, "title": d.title, "pages": list(d.pages)} for d in self.pipeline.given_documents]
         return self.pipeline.collection.entries()
 
-    def header(self) -> str:
-        entries = self.entries()
+    def header(self, entries: list[dict]) -> str:
         if len(entries) == 1:
             subject = f"*{escape(entries[0].get('title') or entries[0]['id'])}*"
         elif entries:
@@ -243,8 +242,7 @@ class ChatApp:
                 f"In English or French, about {subject}: answers are the documents' own words, "
                 "highlighted in their passage.")
 
-    def document_list(self) -> str:
-        entries = self.entries()
+    def document_list(self, entries: list[dict]) -> str:
         if not entries:
             return "<div class='rag-docs'><p>No documents yet · Aucun document pour l'instant</p></div>"
         items = "".join(
@@ -256,8 +254,9 @@ class ChatApp:
 
     def panel(self, status: str = ""):
         """The panel's contents after a change: header, list, the choices to remove, the status line."""
-        ids = [e["id"] for e in self.entries()]
-        return (self.header(), self.document_list(), gr.Dropdown(choices=ids, value=None),
+        entries = self.entries()
+        ids = [e["id"] for e in entries]
+        return (self.header(entries), self.document_list(entries), gr.Dropdown(choices=ids, value=None),
                 gr.Accordion(label=f"Documents ({len(ids)})"), status)
 
     def add_files(self, files: list[str] | None, progress=gr.Progress()):
@@ -316,7 +315,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
     private = {"api_visibility": "private"}
     with ChatBlocks(title="Ask the documents", analytics_enabled=False) as app:
-        header = gr.Markdown(chat.header(), elem_id="rag-header")
+        entries = chat.entries()
+        header = gr.Markdown(chat.header(entries), elem_id="rag-header")
         # The chat takes what the viewport leaves for it, so the box and buttons stay on screen on a phone.
         shown = gr.Chatbot(height="calc(100dvh - 330px)", min_height=260, show_label=False, autoscroll=False,
                            placeholder="Ask a question · Posez une question", elem_id="rag-chat")
@@ -328,15 +328,15 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
             clear = gr.Button("Clear", size="sm", min_width=0)
         if chat.pipeline.given_documents is None and chat.pipeline.collection.name == DEFAULT_COLLECTION:
             gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
-        with gr.Accordion(f"Documents ({len(chat.entries())})", open=False, elem_id="rag-documents") as panel:
-            listing = gr.HTML(chat.document_list())
+        with gr.Accordion(f"Documents ({len(entries)})", open=False, elem_id="rag-documents") as panel:
+            listing = gr.HTML(chat.document_list(entries))
             if chat.editable:
                 upload = gr.File(label="Add files · Ajouter des fichiers (PDF, Word, HTML, Markdown, text)",
                                  file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), height=130,
                                  elem_id="rag-upload")
                 status = gr.HTML(elem_id="rag-status")
                 with gr.Row():
-                    chosen = gr.Dropdown([e["id"] for e in chat.entries()], value=None, label="Document to remove",
+                    chosen = gr.Dropdown([e["id"] for e in entries], value=None, label="Document to remove",
                                          scale=3, elem_id="rag-chosen")
                     remove = gr.Button("Remove · Retirer", size="sm", scale=1, min_width=0, elem_id="rag-remove")
                 panel_outputs = [header, listing, chosen, panel, status]

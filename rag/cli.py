@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     squad.add_argument("--limit", type=int, default=0)
     squad.add_argument("--json", action="store_true")
     squad.set_defaults(run=command_eval_squad)
-    bench = add_command("bench", help="both query paths: cold rag ask, warm latency, memory; index build")
+    bench = add_command("bench", help="both query paths: cold rag ask, warm latency, memory; passage embedding")
     bench.add_argument("--file", default="extra_qa.jsonl", help="questions to time")
     bench.add_argument("--rounds", type=int, default=4, help="passes over the questions, for each path")
     bench.set_defaults(run=command_bench)

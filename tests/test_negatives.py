@@ -4,7 +4,6 @@ another of its article, absent from its paragraph, and is unanswerable."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 

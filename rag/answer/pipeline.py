@@ -8,7 +8,6 @@ documents do not say.
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import threading
@@ -104,10 +103,6 @@ def collection_name_for(documents: list[Document]) -> str:
     return f"documents-{digest}"
 
 
-def page_at(pages: list[int], offset: int) -> int | None:
-    return bisect.bisect_right(pages, offset) if pages else None
-
-
 class Pipeline:
     """Documents → chunks → index → hybrid retrieval → extractive reader.
 
@@ -164,7 +159,7 @@ class Pipeline:
         if index is not None:
             return index
         is_default = self.given_documents is None and self.collection.name == DEFAULT_COLLECTION
-        if self.given_documents is None and not is_default and not (self.collection.folder / "collection.json").exists():
+        if self.given_documents is None and not is_default and not self.collection.exists:
             return PassageIndex([], self.collection.search_index([]), {})  # a new collection: nothing added yet
         try:
             if self.given_documents is not None:
@@ -287,11 +282,10 @@ class Pipeline:
         if context:
             queries.append(f"{context} {question}")
         passages = retriever.run(queries, self.settings.top_k)
-        documents = retriever.index.documents
+        index = retriever.index
         sources = [
             Source(p.chunk.text, p.chunk.doc_id, p.chunk.start, p.chunk.end, round(p.score, 6),
-                   documents.get(p.chunk.doc_id, {}).get("title", p.chunk.doc_id),
-                   page_at(documents.get(p.chunk.doc_id, {}).get("pages"), p.chunk.start))
+                   index.title(p.chunk.doc_id), index.page(p.chunk.doc_id, p.chunk.start))
             for p in passages
         ]
         priors = [self.settings.similarity_weight * p.similarity for p in passages]
@@ -307,7 +301,7 @@ class Pipeline:
                 answer.end = source.start + best.end
                 answer.doc_id = source.doc_id
                 answer.title = source.title
-                answer.page = page_at(documents.get(source.doc_id, {}).get("pages"), answer.start)
+                answer.page = index.page(source.doc_id, answer.start)
                 answer.source_index = best.passage_index
                 answer.score = round(best.confidence, 4)
             else:

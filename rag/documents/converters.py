@@ -8,6 +8,7 @@ meant for the user.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import unicodedata
@@ -173,4 +174,5 @@ def load_document(path: str | Path, name: str | None = None, max_bytes: int | No
     if suffix == ".pdf":  # page starts, moved as the text was (a leading date line taken out)
         shift = raw.find(document.text)
         pages = tuple(max(0, start - shift) for start in starts)
-    return Document(document.id, document.title, document.text, document.date, pages, source=name)
+    return Document(document.id, document.title, document.text, document.date, pages, source=name,
+                    file_sha256=hashlib.sha256(data).hexdigest())

@@ -24,6 +24,7 @@ class Document:
     # Where each page starts in ``text`` (a PDF's pages), so answers can cite their page.
     pages: tuple[int, ...] = ()
     source: str | None = None  # the file it was read from, by name
+    file_sha256: str | None = None  # the hash of that file's bytes: the same file is known again by it
 
     @property
     def sha256(self) -> str:

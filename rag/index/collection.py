@@ -17,6 +17,7 @@ One writer at a time per collection (a lock file); readers need no lock.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -32,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.documents import Chunk, Document, load_document
+from rag.documents import SUPPORTED_SUFFIXES, Chunk, Document, load_document
+from rag.embedding.materialize import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,14 @@ class PassageIndex:
     documents: dict[str, dict] = field(default_factory=dict)
     saved: bool = True  # False when the folder could not be written and the index lives in memory only
 
+    def title(self, doc_id: str) -> str:
+        return self.documents.get(doc_id, {}).get("title") or doc_id
+
+    def page(self, doc_id: str, offset: int) -> int | None:
+        """The page (from 1) of a paged document (PDF) holding the character at ``offset``."""
+        pages = self.documents.get(doc_id, {}).get("pages")
+        return bisect.bisect_right(pages, offset) if pages else None
+
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(passage number, cosine similarity) pairs, best first."""
         k = min(k, len(self.chunks))
@@ -98,33 +108,15 @@ class AddReport:
         return bool(self.added or self.replaced)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
+@contextmanager
+def _atomic_file(path: Path):
+    """A file to write that replaces ``path`` only once it is whole and on disk;
+    after an error ``path`` is as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, array)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -185,6 +177,11 @@ class Collection:
 
     # Reading.
 
+    @property
+    def exists(self) -> bool:
+        """Whether the collection was ever written (an empty one still has its manifest)."""
+        return (self.folder / MANIFEST).exists()
+
     def read_manifest(self) -> dict | None:
         """The manifest; None when the collection does not exist yet. Raises ValueError when damaged."""
         path = self.folder / MANIFEST
@@ -224,13 +221,12 @@ class Collection:
     @staticmethod
     def _read_document(path: Path) -> Document:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Document(data["id"], data["title"], data["text"], data.get("date"), tuple(data.get("pages") or ()),
-                        data.get("source"))
+        return Document(**{**data, "pages": tuple(data.get("pages") or ())})
 
     def _check_entry_files(self, entry: dict) -> tuple[list[Chunk], np.ndarray]:
         paths = self._paths(entry)
         for kind in ("passages", "vectors"):
-            if _sha256_file(paths[kind]) != entry["files"].get(kind):
+            if sha256_file(paths[kind]) != entry["files"].get(kind):
                 raise ValueError(f"{paths[kind].name} does not match the manifest")
         chunks = [Chunk(**json.loads(line)) for line in paths["passages"].read_text(encoding="utf-8").splitlines()]
         vectors = np.load(paths["vectors"], allow_pickle=False)
@@ -306,7 +302,8 @@ class Collection:
     def _manifest_for(self, entries: list[dict]) -> None:
         manifest = {"format_version": FORMAT_VERSION, "name": self.name, "built_from": self.built_from(),
                     "documents": entries}
-        _write_atomic(self.folder / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode())
+        with _atomic_file(self.folder / MANIFEST) as out:
+            out.write(json.dumps(manifest, ensure_ascii=False, indent=1).encode())
 
     def _readable_entries(self) -> list[dict]:
         try:
@@ -331,16 +328,15 @@ class Collection:
         return [entry for _, entry in sorted(latest.values(), key=lambda pair: pair[0])]
 
     def _index_document(self, document: Document, chunks: list[Chunk], done: int, total: int,
-                        progress: Progress | None, file_sha256: str | None = None) -> tuple[dict, int]:
+                        progress: Progress | None) -> tuple[dict, int]:
         """Embed a document batch by batch (reusing batches left by an interrupted
         run) and write its files; returns its manifest entry and how many passages were reused."""
         key = self.key()
         entry = {"id": document.id, "version": document.sha256[:16], "key": key}
         paths = self._paths(entry)
-        data = {"id": document.id, "title": document.title, "text": document.text, "date": document.date,
-                "pages": list(document.pages), "source": document.source}
         if not paths["document"].exists():
-            _write_atomic(paths["document"], json.dumps(data, ensure_ascii=False).encode())
+            with _atomic_file(paths["document"]) as out:
+                out.write(json.dumps(asdict(document), ensure_ascii=False).encode())
         paths["pending"].mkdir(parents=True, exist_ok=True)
         batches, reused = [], 0
         for number, begin in enumerate(range(0, len(chunks), self.batch_size)):
@@ -349,39 +345,35 @@ class Collection:
             if _batch_done(path, len(texts)):
                 reused += len(texts)
             else:
-                _save_npy_atomic(path, np.asarray(self.embedder.embed_passages(texts), dtype=np.float32))
+                with _atomic_file(path) as out:
+                    np.save(out, np.asarray(self.embedder.embed_passages(texts), dtype=np.float32))
             batches.append(path)
             if progress:
                 progress(done + begin + len(texts), total, document.title)
         dimension = np.load(batches[0], mmap_mode="r").shape[1]
-        paths["vectors"].parent.mkdir(parents=True, exist_ok=True)
-        temporary = paths["vectors"].with_suffix(".npy.tmp")
-        vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(len(chunks), dimension))
-        for number, path in enumerate(batches):  # one batch in memory at a time
-            vectors[number * self.batch_size : (number + 1) * self.batch_size] = np.load(path)
-        vectors.flush()
-        del vectors
-        os.replace(temporary, paths["vectors"])
-        _write_atomic(paths["passages"], "".join(
-            json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks).encode())
+        with _atomic_file(paths["vectors"]) as out:  # the batches joined, one in memory at a time
+            header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": (len(chunks), dimension)}
+            np.lib.format.write_array_header_1_0(out, header)
+            for path in batches:
+                out.write(np.load(path).astype(np.float32, copy=False).tobytes())
+        with _atomic_file(paths["passages"]) as out:
+            out.write("".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks).encode())
         entry.update({
             "title": document.title, "source": document.source, "date": document.date,
-            "pages": list(document.pages), "file_sha256": file_sha256, "passages": len(chunks),
-            "files": {"passages": _sha256_file(paths["passages"]), "vectors": _sha256_file(paths["vectors"])},
+            "pages": list(document.pages), "file_sha256": document.file_sha256, "passages": len(chunks),
+            "files": {"passages": sha256_file(paths["passages"]), "vectors": sha256_file(paths["vectors"])},
         })
         return entry, reused
 
-    def _commit(self, entries: list[dict], progress: Progress | None,
-                pending: list[tuple[Document, str | None]]) -> int:
-        """Index ``pending`` documents (with their file's hash), then switch the
-        manifest to ``entries`` with theirs put in place, then delete the files
-        nothing lists any more. Returns the passages reused from an interrupted run."""
-        chunked = [(document, file_sha, self.splitter.run([document])) for document, file_sha in pending]
-        done, total, reused = 0, sum(len(chunks) for _, _, chunks in chunked), 0
+    def _commit(self, entries: list[dict], progress: Progress | None, pending: list[Document]) -> int:
+        """Index ``pending`` documents, then switch the manifest to ``entries``
+        with theirs put in place, then delete the files nothing lists any more.
+        Returns the passages reused from an interrupted run."""
+        chunked = [(document, self.splitter.run([document])) for document in pending]
+        done, total, reused = 0, sum(len(chunks) for _, chunks in chunked), 0
         by_id = {e["id"]: e for e in entries}
-        for document, file_sha, chunks in chunked:
-            by_id[document.id], document_reused = self._index_document(document, chunks, done, total, progress,
-                                                                       file_sha)
+        for document, chunks in chunked:
+            by_id[document.id], document_reused = self._index_document(document, chunks, done, total, progress)
             done += len(chunks)
             reused += document_reused
         final = list(by_id.values())
@@ -419,7 +411,7 @@ class Collection:
         never existed gets ``seed``."""
         with self.writing():
             entries = self._readable_entries()
-            if not entries and seed and not (self.folder / MANIFEST).exists():
+            if not entries and seed and not self.exists:
                 self._sync_locked(seed, progress, force)
                 return
             pending, kept = [], []
@@ -433,7 +425,7 @@ class Collection:
                     log.warning("Document %r of collection %s is damaged and was dropped: add it again",
                                 entry["id"], self.name)
                     continue
-                pending.append((document, entry.get("file_sha256")))
+                pending.append(document)
                 kept.append(entry)
             self._commit(kept, progress, pending)
 
@@ -450,7 +442,7 @@ class Collection:
             if entry and entry["version"] == document.sha256[:16] and not self._needs_indexing(entry, force):
                 kept.append(entry)
             else:
-                pending.append((document, None))
+                pending.append(document)
         self._commit(kept, progress, pending)
 
     def add(self, paths: Iterable[str | Path], progress: Progress | None = None, max_bytes: int | None = None,
@@ -465,22 +457,21 @@ class Collection:
             entries = self._readable_entries()
             by_sha = {e.get("file_sha256"): e["id"] for e in entries if e.get("file_sha256")}
             by_id = {e["id"]: e for e in entries}
-            pending: list[tuple[Document, str]] = []
+            pending: list[Document] = []
             for path, name in files:
                 try:
                     document = load_document(path, name, max_bytes)
-                    file_sha = _sha256_file(Path(path))
                 except ValueError as error:
                     report.failed[name] = str(error)
                     continue
-                if file_sha in by_sha or any(file_sha == sha for _, sha in pending):
+                if document.file_sha256 in by_sha or any(document.file_sha256 == d.file_sha256 for d in pending):
                     report.unchanged.append(name)
                     continue
-                if any(document.id == d.id for d, _ in pending):
+                if any(document.id == d.id for d in pending):
                     report.failed[name] = f"{name}: another file of this add has the same name"
                     continue
                 (report.replaced if document.id in by_id else report.added).append(name)
-                pending.append((document, file_sha))
+                pending.append(document)
             if pending:
                 report.resumed = self._commit(entries, progress, pending)
         return report
@@ -503,8 +494,6 @@ class Collection:
 
 def expand(paths: Iterable[str | Path], names: list[str] | None = None) -> list[tuple[Path, str]]:
     """(path, name) of each file to add: folders give their supported files, in order."""
-    from rag.documents import SUPPORTED_SUFFIXES
-
     files: list[tuple[Path, str]] = []
     for number, path in enumerate(map(Path, paths)):
         if path.is_dir():
