@@ -27,13 +27,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 from gradio.components.api_component import Api  # noqa: E402
+from gradio.data_classes import ListFiles  # noqa: E402
 
 from rag.answer import Answer, Pipeline  # noqa: E402
 from rag.answer.language import detect_language  # noqa: E402
 from rag.answer.pipeline import clean_question  # noqa: E402
 from rag.answer.wording import both_languages, percent, quoted_note, words_for  # noqa: E402
-from rag.documents import SUPPORTED_SUFFIXES, load_document  # noqa: E402
-from rag.index import DEFAULT_COLLECTION, CollectionBusy  # noqa: E402
+from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
+from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 log = logging.getLogger("rag.ui")
@@ -200,7 +201,8 @@ class ChatApp:
         """The answer as plain data (text, score, offsets, sources), for API clients."""
         refusal = self.refusal(question, history)
         if refusal is not None:
-            raise gr.Error(refusal)
+            log.info("ask_json refused: %s", refusal)  # one line: a refusal is not a server fault
+            raise gr.Error(refusal, print_exception=False)
         return self.pipeline.run(question, history).to_dict()
 
     # Chat events. The chat shows the user's words escaped (never as markup);
@@ -273,10 +275,13 @@ class ChatApp:
         try:
             report = self.pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths],
                                        max_mb=self.pipeline.settings.max_upload_mb)
-        except CollectionBusy as error:
-            return (*self.panel(f"<p class='rag-failed'>{escape(str(error))}</p>"), None)
+        except (CollectionBusy, StorageError) as error:
+            return (*self.panel(failure(str(error))), None)
+        except Exception:  # never a bare error badge: the user hears that nothing changed
+            log.exception("adding %d uploaded file(s) failed", len(paths))
+            return (*self.panel(failure(both_languages("add_failed"))), None)
         finally:
-            for path in paths:
+            for path in paths:  # every upload, read or refused: the collection keeps its own copy of the text
                 try:
                     os.unlink(path)
                 except OSError:
@@ -284,7 +289,7 @@ class ChatApp:
         lines = [f"<p>Added · Ajouté : {escape(n)}</p>" for n in report.added]
         lines += [f"<p>Replaced · Remplacé : {escape(n)}</p>" for n in report.replaced]
         lines += [f"<p>Already there · Déjà présent : {escape(n)}</p>" for n in report.unchanged]
-        lines += [f"<p class='rag-failed'>{escape(why)}</p>" for why in report.failed.values()]
+        lines += [f"<p class='rag-failed'>{escape(why.both())}</p>" for why in report.failed.values()]
         return (*self.panel(f"<div class='rag-status'>{''.join(lines)}</div>"), None)
 
     def remove_document(self, doc_id: str | None):
@@ -292,9 +297,31 @@ class ChatApp:
             return self.panel("<p>Choose a document to remove · Choisissez un document à retirer</p>")
         try:
             self.pipeline.remove([doc_id])
-        except (ValueError, CollectionBusy) as error:
-            return self.panel(f"<p class='rag-failed'>{escape(str(error))}</p>")
+        except (ValueError, CollectionBusy, StorageError) as error:
+            return self.panel(failure(str(error)))
         return self.panel(f"<p>Removed · Retiré : {escape(doc_id)}</p>")
+
+
+def failure(message: str) -> str:
+    return f"<p class='rag-failed'>{escape(message)}</p>"
+
+
+def accept_every_file(upload: gr.File) -> gr.File:
+    """Gradio's file box, less its own check of the file's type: that check
+    refuses a file before the chat sees it, in English only and leaving the
+    upload in Gradio's folder. The chat checks each file itself, says why in
+    both languages, and deletes every upload. (Set on the instance: a
+    subclass of a Gradio component would make Gradio write a stub file
+    beside this one.)"""
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        files = payload.root if isinstance(payload, ListFiles) else [payload]
+        return [file.path for file in files]
+
+    upload.preprocess = preprocess
+    return upload
 
 
 class ChatBlocks(gr.Blocks):
@@ -331,18 +358,19 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
         with gr.Accordion(f"Documents ({len(entries)})", open=False, elem_id="rag-documents") as panel:
             listing = gr.HTML(chat.document_list(entries))
             if chat.editable:
-                upload = gr.File(label="Add files · Ajouter des fichiers (PDF, Word, HTML, Markdown, text)",
-                                 file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), height=130,
-                                 elem_id="rag-upload")
+                upload = accept_every_file(gr.File(
+                    label="Add files · Ajouter des fichiers (PDF, Word, HTML, Markdown, text)",
+                    file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), height=130, elem_id="rag-upload"))
                 status = gr.HTML(elem_id="rag-status")
                 with gr.Row():
                     chosen = gr.Dropdown([e["id"] for e in entries], value=None, label="Document to remove",
                                          scale=3, elem_id="rag-chosen")
                     remove = gr.Button("Remove · Retirer", size="sm", scale=1, min_width=0, elem_id="rag-remove")
                 panel_outputs = [header, listing, chosen, panel, status]
-                # One change of the collection at a time; questions go on meanwhile.
-                upload.upload(chat.add_files, upload, [*panel_outputs, upload], concurrency_limit=1,
-                              concurrency_id="writer", **private)
+                # Uploads are read side by side (a slow file holds up no other) and written one at a
+                # time by the collection's lock; questions go on meanwhile.
+                upload.upload(chat.add_files, upload, [*panel_outputs, upload], concurrency_limit=4,
+                              concurrency_id="upload", **private)
                 remove.click(chat.remove_document, chosen, panel_outputs, concurrency_limit=1,
                              concurrency_id="writer", **private)
 
@@ -366,7 +394,8 @@ def launch(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: in
     app.queue(default_concurrency_limit=2, max_size=64)
     return app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
                       quiet=not block, max_file_size=f"{settings.max_upload_mb}mb",
-                      state_session_capacity=settings.max_sessions, css=CSS, head=HEAD)
+                      state_session_capacity=settings.max_sessions, css=CSS, head=HEAD,
+                      run_history=settings.run_history)
 
 
 def main() -> None:
@@ -384,7 +413,8 @@ def main() -> None:
         parser.error("--document answers from the given files alone; add files to a collection instead")
     try:
         settings = Settings.from_env(collection=args.collection)
-        pipeline = Pipeline(settings, [load_document(path) for path in args.documents] or None)
+        documents = [read_document(path, limits=settings.read_limits()) for path in args.documents]
+        pipeline = Pipeline(settings, documents or None)
     except (OSError, ValueError) as error:
         parser.error(str(error))
     launch(build_app(pipeline), pipeline.settings, args.host, args.port, args.share)

@@ -6,12 +6,13 @@ import functools
 import gc
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
-from rag.index import CollectionBusy
+from rag.index import CollectionBusy, StorageError
 from rag.settings import BUILTIN, Settings
 
 
@@ -19,7 +20,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
         top_k=args.top_k, min_confidence=args.min_confidence, similarity_weight=args.similarity_weight,
-        runtime=args.runtime, collection=args.collection,
+        runtime=args.runtime, precision=args.precision, collection=args.collection,
     )
 
 
@@ -27,13 +28,14 @@ def make_pipeline(args: argparse.Namespace):
     """The pipeline over the collection chosen (``--collection``), or over the
     ``--document`` files alone, in a collection of their own."""
     from rag.answer import Pipeline
-    from rag.documents import load_document
+    from rag.documents import read_document
 
     if args.documents and args.collection:
         raise ValueError("--document answers from the given files alone; to put them in a collection, "
                          f"use: rag add FILE --collection {args.collection}")
-    documents = [load_document(p) for p in args.documents] if args.documents else None
-    return Pipeline(settings_from(args), documents)
+    settings = settings_from(args)
+    documents = [read_document(p, limits=settings.read_limits()) for p in args.documents] if args.documents else None
+    return Pipeline(settings, documents)
 
 
 class ProgressBar:
@@ -70,6 +72,8 @@ def command_setup(args) -> int:
     pipeline = make_pipeline(args)
     if pipeline.settings.lean:
         builtin_exports(pipeline.settings, deep=True)
+        # OpenVINO checks a cached model's header, not its bytes: setup compiles afresh.
+        shutil.rmtree(pipeline.settings.compiled_cache_dir, ignore_errors=True)
     elif pipeline.settings.reader == BUILTIN:
         builtin_reader_path(pipeline.settings.reader_cache_dir, pipeline.settings.embedder_cache_dir, deep=True)
     elif pipeline.settings.embedder == BUILTIN:
@@ -100,7 +104,7 @@ def command_add(args) -> int:
     pipeline.load_embedder()
     bar = ProgressBar()
     try:
-        report = pipeline.collection.add(args.paths, bar, pipeline.settings.max_document_mb * 2**20)
+        report = pipeline.collection.add(args.paths, bar, pipeline.settings.read_limits())
     finally:
         bar.close()
     for label, names in (("added", report.added), ("replaced", report.replaced),
@@ -250,17 +254,14 @@ def command_bench_index(args) -> int:
 
 
 def command_bench_embed(args) -> int:
-    import tempfile
-
     from rag.evaluation.embedding_speed import embedding_variants
 
     pipeline = make_pipeline(args)
     if not pipeline.settings.lean:
-        raise ValueError("bench-embed compares ways to run the built-in embedder: use the default runtime (onnx)")
+        raise ValueError("bench-embed compares ways to run the built-in embedder: use the default runtime (openvino)")
     pipeline.load_embedder()
     texts = [chunk.text for chunk in pipeline.load_index().chunks[: args.passages]]
-    with tempfile.TemporaryDirectory(prefix="rag-embed-") as scratch:
-        rows = embedding_variants(pipeline.embedder.definition, pipeline.embedder, texts, Path(scratch))
+    rows = embedding_variants(pipeline.embedder.definition, pipeline.embedder, texts)
     print(json.dumps({"passages": len(texts), "variants": rows}, indent=2, ensure_ascii=False))
     return 0
 
@@ -308,8 +309,11 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)",
                          **unset)
     options.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)", **unset)
-    options.add_argument("--runtime", choices=["onnx", "torch"],
-                         help="how the built-in models run: onnxruntime (default) or torch (RAG_RUNTIME)", **unset)
+    options.add_argument("--runtime", choices=["openvino", "torch"],
+                         help="how the built-in models run: OpenVINO (default) or torch (RAG_RUNTIME)", **unset)
+    options.add_argument("--precision", choices=["auto", "bf16", "f32"],
+                         help="how OpenVINO multiplies: auto (bf16 where the CPU has it natively, else f32), "
+                         "bf16 or f32 (RAG_PRECISION)", **unset)
     options.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)", **unset)
     options.add_argument("--min-confidence", type=float,
                          help="answer only above this confidence (RAG_MIN_CONFIDENCE)", **unset)
@@ -408,8 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, CollectionBusy) as error:
+    except (ValueError, CollectionBusy, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk fault met outside a collection (the model cache, a file given)
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
     finally:
         # The command is done: spare the interpreter's shutdown a last garbage

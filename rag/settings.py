@@ -36,16 +36,26 @@ class Settings:
     max_question_chars: int = 500  # longer questions are cut; also the chat box's limit
     max_upload_mb: int = 10  # the chat server refuses larger uploads
     max_document_mb: int = 50  # rag add and Pipeline.add refuse larger files
+    # Each file is read in a process of its own, stopped past these limits
+    # (seconds, megabytes of memory), and refused past this much extracted text.
+    read_timeout_s: float = 30.0
+    read_memory_mb: int = 2048
+    max_text_mb: int = 50
     # Above this many passages a collection is searched through an HNSW graph
     # instead of a flat scan (README, "Choosing the index").
     hnsw_above: int = 1_000_000
     # Conversations whose state (the earlier questions) the chat server keeps;
     # the least recently used goes first. Each costs memory (README, soak).
     max_sessions: int = 1000
+    # Gradio's run history (a page of past calls, kept in the browser): off unless asked for.
+    run_history: bool = False
     reader_threads: int = 0  # 0: the runtime's default
-    # "onnx": the built-in models answer through onnxruntime (no torch import; a
-    # cold answer in about a second); "torch": through transformers, as other models do.
-    runtime: str = "onnx"
+    # "openvino": the built-in models' ONNX exports answer through OpenVINO (no torch
+    # import; a cold answer in about a second); "torch": through transformers, as other models do.
+    runtime: str = "openvino"
+    # How OpenVINO multiplies: "auto" is bf16 where the CPU does it natively
+    # (AVX512-BF16 or AMX), f32 elsewhere; "bf16" or "f32" to choose.
+    precision: str = "auto"
 
     @property
     def embedder_cache_dir(self) -> Path:
@@ -59,15 +69,33 @@ class Settings:
     def onnx_cache_dir(self) -> Path:
         return self.cache_dir / "onnx"
 
+    @property
+    def compiled_cache_dir(self) -> Path:
+        """OpenVINO's cache of the compiled models."""
+        return self.cache_dir / "openvino"
+
     def __post_init__(self) -> None:
         self.index_dir, self.cache_dir = Path(self.index_dir), Path(self.cache_dir)
-        if self.runtime not in ("onnx", "torch"):
-            raise ValueError(f"RAG_RUNTIME must be 'onnx' or 'torch', not {self.runtime!r}")
+        from rag.index.names import check_name
+
+        check_name(self.collection)  # a plain name: never a path out of the index folder
+        if self.runtime not in ("openvino", "torch"):
+            raise ValueError(f"RAG_RUNTIME must be 'openvino' or 'torch', not {self.runtime!r}")
+        if self.precision not in ("auto", "bf16", "f32"):
+            raise ValueError(f"RAG_PRECISION must be 'auto', 'bf16' or 'f32', not {self.precision!r}")
+
+    def read_limits(self, max_mb: int | None = None):
+        """What reading one file may cost (a :class:`rag.documents.ReadLimits`);
+        ``max_mb`` (default: ``max_document_mb``) bounds its size on disk."""
+        from rag.documents import ReadLimits
+
+        return ReadLimits((max_mb or self.max_document_mb) * 2**20, self.max_text_mb * 2**20, self.read_timeout_s,
+                          self.read_memory_mb)
 
     @property
     def lean(self) -> bool:
-        """Whether questions are answered on the lean (onnxruntime) path."""
-        return self.runtime == "onnx" and self.embedder == BUILTIN and self.reader == BUILTIN
+        """Whether questions are answered on the lean (OpenVINO) path."""
+        return self.runtime == "openvino" and self.embedder == BUILTIN and self.reader == BUILTIN
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

@@ -131,7 +131,7 @@ def test_files_that_cannot_be_added_change_nothing(mine, library, tmp_path):
     (bad / "enorme.txt").write_text("mot " * (2**20 // 4 + 10))
     report = mine.add([*sorted(bad.iterdir()), bad / "absent.txt"])
     assert not report.changed
-    reasons = report.failed
+    reasons = {name: str(why) for name, why in report.failed.items()}
     assert "encrypted" in reasons["verrouille.pdf"] and "no text layer" in reasons["scan.pdf"]
     assert "OCR" in reasons["scan.pdf"] and "not a readable PDF" in reasons["abime.pdf"]
     assert "not a readable Word" in reasons["abime.docx"] and "encoding" in reasons["binaire.txt"]

@@ -1,5 +1,7 @@
-"""The lean query path (onnxruntime and tokenizers) against the models' own
-definitions (sentence-transformers, transformers), on the real models."""
+"""The lean query path (OpenVINO and tokenizers) against the models' own
+definitions (sentence-transformers, transformers), on the real models, in
+the precision this CPU gets (bf16 where it multiplies bfloat16 natively) and
+in f32, which every CPU runs."""
 from __future__ import annotations
 
 import json
@@ -7,15 +9,18 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from test_embedding import TEXTS
 
 from rag import Settings
+from rag.embedding.engine import cpu_flags, inference_precision
 from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.onnx_export import MANIFEST, READER, export_identity, exports_verified
 from rag.evaluation.qa import load_questions
+from rag.reader import make_onnx_reader
 from rag.reader.onnx_reader import OnnxReader
 
 
@@ -30,8 +35,30 @@ def test_named_models_and_the_torch_runtime_take_the_transformers_path(tmp_path)
     assert not Settings.from_env({}, runtime="torch").lean
     assert not Settings.from_env({}, reader=str(tmp_path)).lean
     assert not Settings.from_env({"RAG_EMBEDDER": "intfloat/multilingual-e5-small"}).lean
-    with pytest.raises(ValueError, match="RAG_RUNTIME"):
-        Settings.from_env({"RAG_RUNTIME": "tensorflow"})
+    for runtime in ("tensorflow", "onnx"):
+        with pytest.raises(ValueError, match="RAG_RUNTIME"):
+            Settings.from_env({"RAG_RUNTIME": runtime})
+    with pytest.raises(ValueError, match="RAG_PRECISION"):
+        Settings.from_env({"RAG_PRECISION": "fp8"})
+
+
+def test_the_precision_follows_the_cpu(pipeline):
+    native = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    assert inference_precision("auto") == ("bf16" if native else "f32")
+    assert inference_precision("f32") == "f32" and inference_precision("bf16") == "bf16"
+    assert pipeline.reader._model.precision == pipeline.embedder._session.precision == inference_precision("auto")
+
+
+def test_f32_forced_answers_the_readme_example(pipeline):
+    """What a CPU without bfloat16 runs, on any CPU: the README's example, answered."""
+    pipeline.load_index()
+    env = {**os.environ, "RAG_INDEX_DIR": str(pipeline.settings.index_dir), "RAG_PRECISION": "f32"}
+    result = subprocess.run([sys.executable, "-m", "rag", "ask", "Qui a fondé Mistral ?", "--json"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "Arthur Mensch" in answer["text"] and answer["score"] >= pipeline.settings.min_confidence
+    assert any(pipeline.settings.compiled_cache_dir.glob("*.blob"))  # compiled once, loaded after
 
 
 @pytest.mark.parametrize("kind", ["query", "passage"])
@@ -46,14 +73,17 @@ def test_vectors_equal_sentence_transformers(pipeline, torch_pipeline, kind):
 
 
 def test_reader_spans_equal_the_transformers_reader(pipeline, torch_pipeline):
-    """Same windows, same decoding; the logits of the export equal the model's
-    in fp32 (the transformers path multiplies in bfloat16 where the CPU can)."""
+    """Same windows, same decoding; in f32 the logits of the export equal the
+    model's (the transformers path multiplies in bfloat16 where the CPU can)."""
     reference = torch_pipeline.reader
     reference.bf16 = False
+    settings = replace(pipeline.settings, precision="f32")
+    f32 = make_onnx_reader(settings, settings.onnx_cache_dir, pipeline.embedder.tokenizer,
+                           pipeline.embedder.word_embeddings)
     try:
         for item in load_questions("extra_qa.jsonl"):
             passages = [p.chunk.text for p in pipeline.retriever.run([item.question], pipeline.settings.top_k)]
-            ours = pipeline.reader.run(item.question, passages, top_k=3)
+            ours = f32.run(item.question, passages, top_k=3)
             theirs = reference.run(item.question, passages, top_k=3)
             assert [(s.passage_index, s.start, s.end) for s in ours] == \
                 [(s.passage_index, s.start, s.end) for s in theirs], item.question

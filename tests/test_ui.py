@@ -408,3 +408,86 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
         app.close()
     assert [e["id"] for e in mine.collection.entries()] == ["rapport-annuel.pdf"]
     assert not list((tmp_path / "index" / "mine").rglob("*.pdf"))  # the collection keeps text, not uploads
+
+
+def test_refusals_are_one_log_line_and_run_history_is_off(server, client, capfd):
+    from gradio_client.exceptions import AppError
+
+    capfd.readouterr()
+    with pytest.raises(AppError):
+        client.predict(42, api_name="/ask_json")
+    assert "Traceback" not in "".join(capfd.readouterr())
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{server}gradio_api/runs", timeout=30)
+    assert missing.value.code == 404
+
+
+def gradio_uploads() -> Path:
+    import tempfile
+
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def resident_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.browser
+def test_browser_hostile_uploads_cost_their_file_alone(pipeline, tmp_path):
+    """Two visitors upload at once: one a page of 200,000 nested elements, a
+    zip bomb dressed as Word, a Word file with broken XML and a spreadsheet;
+    the other a small note. Each file is converted or named with a reason in
+    both languages, the note is not held up, the server's memory stays put,
+    and nothing uploaded stays in Gradio's folder."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from files import make_docx
+    from hostile import broken_xml_docx, nested_html, zip_bomb_docx
+    from rag import Pipeline
+
+    require_chromium()
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    deep = nested_html(uploads / "profond.html", 200_000)
+    bomb = zip_bomb_docx(uploads / "bombe.docx")
+    broken = broken_xml_docx(uploads / "casse.docx", make_docx(tmp_path / "bon.docx", ["Brest."]))
+    sheet = uploads / "tableur.xlsx"
+    sheet.write_bytes(b"PK\x03\x04 not a workbook")
+    note = uploads / "note.txt"
+    note.write_text("Le siège de Quorra est à Dijon.", encoding="utf-8")
+    mine = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection="mine"))
+    mine.embedder, mine.reader = pipeline.embedder, pipeline.reader
+    app, url = serve(mine)
+    before = resident_mb()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            first, second = browser.new_page(), browser.new_page()
+            for page in (first, second):
+                page.goto(url)
+                page.get_by_text("Documents (0)").click()
+            first.locator("#rag-upload input[type=file]").set_input_files([str(deep), str(bomb), str(broken),
+                                                                            str(sheet)])
+            second.locator("#rag-upload input[type=file]").set_input_files([str(note)])
+            expect(second.locator("#rag-status")).to_contain_text("Added · Ajouté : note.txt", timeout=60_000)
+            status = first.locator("#rag-status")
+            expect(status).to_contain_text("profond.html", timeout=60_000)
+            text = status.inner_text()
+            browser.close()
+    finally:
+        app.close()
+    assert "Added · Ajouté : profond.html" in text
+    assert "bombe.docx unpacks to 1024 MB" in text and "bombe.docx se décompresse en 1024 Mo" in text
+    assert "casse.docx is not a readable Word" in text and "casse.docx n'est pas un fichier Word" in text
+    # The spreadsheet is refused by the page before it is sent, or by the chat with a reason; either way,
+    # it is not kept (a file Gradio itself refused used to stay in its folder, served back on request).
+    assert "tableur.xlsx" not in text or ("not supported" in text and "n'est pas pris en charge" in text)
+    assert str(gradio_uploads()) not in text and "/tmp" not in text
+    assert resident_mb() - before < 100
+    left = [p.name for p in gradio_uploads().rglob("*") if p.is_file()]
+    for path in (deep, bomb, broken, sheet, note):
+        assert path.name not in left
+    assert sorted(e["id"] for e in mine.collection.entries()) == ["note.txt", "profond.html"]

@@ -22,7 +22,7 @@ from rag.documents import Document, check_documents, default_documents, safe_id
 from rag.embedding import Embedder
 from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.weights import share_word_embeddings
-from rag.index import DEFAULT_COLLECTION, AddReport, Collection, PassageIndex
+from rag.index import DEFAULT_COLLECTION, AddReport, Collection, PassageIndex, StorageError, collection_folder
 from rag.index.collection import Progress
 from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
@@ -123,8 +123,10 @@ class Pipeline:
         self.splitter = DocumentSplitter(self.settings.chunk_size, self.settings.chunk_overlap)
         embedder: Embedder | OnnxEmbedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
         if self.settings.lean:
-            embedder = OnnxEmbedder(embedder, self.settings.onnx_cache_dir, threads=self.settings.reader_threads or None)
-        self.collection = Collection(self.settings.index_dir / name, self.splitter, embedder,
+            embedder = OnnxEmbedder(embedder, self.settings.onnx_cache_dir, threads=self.settings.reader_threads or None,
+                                    precision=self.settings.precision,
+                                    compiled_cache=self.settings.compiled_cache_dir)
+        self.collection = Collection(collection_folder(self.settings.index_dir, name), self.splitter, embedder,
                                      flat_limit=self.settings.hnsw_above)
         self.reader: ExtractiveReader | None = None
         self.retriever: HybridRetriever | None = None
@@ -166,12 +168,13 @@ class Pipeline:
                 self.collection.sync(self.given_documents, progress, force=rebuild)
             else:
                 self.collection.repair(default_documents() if is_default else None, progress, force=rebuild)
-        except OSError as error:
-            if self.given_documents is None and not is_default:
+        except StorageError as error:
+            documents = self.given_documents or (default_documents() if is_default and not self.collection.exists
+                                                 else self.collection.stored_documents())
+            if not documents:
                 raise
-            log.warning("Could not save the index in %s (%s); using it from memory. Set RAG_INDEX_DIR "
-                        "(or --index-dir) to a writable folder to keep it between runs.", self.collection.folder, error)
-            return self.index_in_memory(self.given_documents or default_documents())
+            log.warning("Could not save the index: %s Answering from the index in memory meanwhile.", error)
+            return self.index_in_memory(documents)
         index = self.collection.load(self.given_documents)
         if index is None:
             raise RuntimeError(f"collection {self.collection.folder} could not be rebuilt (see the warnings above)")
@@ -218,7 +221,7 @@ class Pipeline:
         if self.given_documents is not None:
             raise ValueError("this pipeline answers from the documents it was given; add files to a collection")
         self.load_embedder()
-        report = self.collection.add(paths, progress, (max_mb or self.settings.max_document_mb) * 2**20, names)
+        report = self.collection.add(paths, progress, self.settings.read_limits(max_mb), names)
         if report.changed:
             self.reload()
         return report
@@ -248,7 +251,7 @@ class Pipeline:
         self.reader = reader
 
     def _load_lean_models(self) -> None:
-        """The built-in models on onnxruntime; they share one tokenizer and one word-embedding table."""
+        """The built-in models on OpenVINO; they share one tokenizer and one word-embedding table."""
         if self.reader is not None:
             return
         exports = builtin_exports(self.settings)  # before the embedder loads them

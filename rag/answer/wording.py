@@ -25,6 +25,7 @@ MESSAGES = {
         "empty_collection": ("Collection {name!r} has no documents yet: add some (the chat's upload, "
                              "or rag add FILE --collection {name})."),
         "page": "page",
+        "add_failed": "The files could not be added; the collection is unchanged.",
     },
     "fr": {
         "no_answer": "Le document ne le dit pas.",
@@ -44,6 +45,7 @@ MESSAGES = {
         "empty_collection": ("La collection {name!r} n'a pas encore de document : ajoutez-en (le bouton d'ajout "
                              "du chat, ou rag add FICHIER --collection {name})."),
         "page": "page",
+        "add_failed": "Les fichiers n'ont pas pu être ajoutés ; la collection est inchangée.",
     },
 }
 

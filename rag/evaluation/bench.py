@@ -22,13 +22,35 @@ import numpy as np
 from rag.answer import Pipeline
 from rag.evaluation.qa import load_questions
 
-RUNTIMES = ("onnx", "torch")
+RUNTIMES = ("openvino", "torch")
+# What the figures depend on, printed with them.
+PACKAGES = ("openvino", "torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "faiss-cpu", "bm25s")
+DECIDING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
-def cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str] = ()) -> dict:
+def environment(precision: str) -> dict:
+    """The versions, CPU flags and engine precision behind a run's figures."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from rag.embedding.engine import cpu_flags, inference_precision
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    flags = cpu_flags()
+    return {"python": sys.version.split()[0], "packages": {name: installed(name) for name in PACKAGES},
+            "cpu_flags": {flag: flag in flags for flag in DECIDING_FLAGS},
+            "openvino_precision": inference_precision(precision), "cpu_threads": os.cpu_count()}
+
+
+def cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str] = (), precision: str = "auto") -> dict:
     """One ``rag ask`` in a new process: seconds from its start to the first
     line of its answer and to its exit, and its peak resident memory."""
-    command = [sys.executable, "-u", "-m", "rag", "--runtime", runtime, "--index-dir", str(index_dir),
+    command = [sys.executable, "-u", "-m", "rag", "--runtime", runtime, "--precision", precision,
+               "--index-dir", str(index_dir),
                *(f"--document={d}" for d in documents), "ask", question]
     began = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -44,8 +66,9 @@ def cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str] 
     return {"to_answer_s": answered, "to_exit_s": exited, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def median_cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str], runs: int) -> dict:
-    results = [cold_ask(question, runtime, index_dir, documents) for _ in range(runs)]
+def median_cold_ask(question: str, runtime: str, index_dir: Path, documents: list[str], runs: int,
+                    precision: str = "auto") -> dict:
+    results = [cold_ask(question, runtime, index_dir, documents, precision) for _ in range(runs)]
     middle = sorted(results, key=lambda r: r["to_exit_s"])[len(results) // 2]
     return {
         "cold_to_answer_s": round(middle["to_answer_s"], 2),
@@ -109,13 +132,14 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
     index_dir = pipeline.settings.index_dir
     pipeline.load_index()  # the cold starts find the index made, as after rag setup
     report: dict[str, dict] = {
-        runtime: median_cold_ask(items[0].question, runtime, index_dir, documents, cold_starts)
+        runtime: median_cold_ask(items[0].question, runtime, index_dir, documents, cold_starts,
+                                 pipeline.settings.precision)
         for runtime in RUNTIMES
     }
     latencies: dict[str, list[float]] = {runtime: [] for runtime in RUNTIMES}
     for _ in range(2):
         for runtime in RUNTIMES:
-            settings = {"runtime": runtime, "index_dir": str(index_dir)}
+            settings = {"runtime": runtime, "index_dir": str(index_dir), "precision": pipeline.settings.precision}
             latencies[runtime] += timed_questions(settings, questions, max(1, rounds // 2), documents)["seconds"]
     for runtime, seconds in latencies.items():
         milliseconds = np.array(seconds) * 1000
@@ -125,4 +149,5 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
     for runtime in RUNTIMES:
         embedder_of = Pipeline(replace(pipeline.settings, runtime=runtime), pipeline.documents)
         report[runtime]["passage_embedding_per_s"] = round(passage_throughput(embedder_of), 1)
-    return {**report, "questions_timed_per_path": len(latencies["onnx"]), "cpu_threads": os.cpu_count()}
+    return {**report, "questions_timed_per_path": len(latencies["openvino"]),
+            "environment": environment(pipeline.settings.precision)}

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from rag.embedding import Embedder
-from rag.embedding.onnx_embedder import PROMPTS, OnnxEmbedder, onnx_session
-from rag.embedding.onnx_export import EMBEDDER
+from rag.embedding.engine import cpu_has_fast_bf16, inference_precision
+from rag.embedding.onnx_embedder import PROMPTS, OnnxEmbedder
 
 
 def timed(embed: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[float, np.ndarray]:
@@ -22,11 +22,11 @@ def timed(embed: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[f
     return len(texts) / (time.perf_counter() - began), vectors
 
 
-def embedding_variants(definition: Embedder, lean: OnnxEmbedder, texts: list[str], scratch) -> list[dict]:
-    """sentence-transformers fp32 and bfloat16 autocast; onnxruntime fp32 at two
-    batch sizes (passages sorted by length) and with int8 weights."""
+def embedding_variants(definition: Embedder, lean: OnnxEmbedder, texts: list[str]) -> list[dict]:
+    """sentence-transformers fp32 and (where the CPU multiplies bfloat16
+    natively) bfloat16 autocast; OpenVINO in each precision the CPU runs
+    natively, at two batch sizes (passages sorted by length)."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     rows = []
     reference_speed, reference = timed(definition.embed_passages, texts)
@@ -36,25 +36,20 @@ def embedding_variants(definition: Embedder, lean: OnnxEmbedder, texts: list[str
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return definition.embed_passages(batch)
 
-    variants: list[tuple[str, Callable[[list[str]], np.ndarray]]] = [
-        ("sentence-transformers, bfloat16 autocast", autocast)]
-    lean.warm_up()
-    for batch_size in (16, 64):
-        def onnx(batch: list[str], size: int = batch_size) -> np.ndarray:
-            lean.batch_size = size
-            return lean._encode(batch, PROMPTS["passage"])
-        variants.append((f"onnxruntime fp32, batches of {batch_size} sorted by length", onnx))
-    quantized = scratch / "embedder-int8.onnx"
-    quantize_dynamic(str(lean.export_dir / EMBEDDER), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
-    int8 = OnnxEmbedder(definition, lean.export_dir, threads=lean.threads)
-    int8.warm_up()
-    int8._session = onnx_session(quantized, lean.threads)
-    variants.append(("onnxruntime int8 weights (dynamic quantization, per channel)",
-                     lambda batch: int8._encode(batch, PROMPTS["passage"])))
+    variants: list[tuple[str, Callable[[list[str]], np.ndarray]]] = []
+    if cpu_has_fast_bf16():  # elsewhere bfloat16 is emulated, and slower than fp32
+        variants.append(("sentence-transformers, bfloat16 autocast", autocast))
+    for precision in sorted({"f32", inference_precision("auto")}):
+        engine = OnnxEmbedder(definition, lean.export_dir, threads=lean.threads, precision=precision,
+                              compiled_cache=lean.compiled_cache)
+        for batch_size in (16, 64):
+            def run(batch: list[str], embedder: OnnxEmbedder = engine, size: int = batch_size) -> np.ndarray:
+                embedder.batch_size = size
+                return embedder._encode(batch, PROMPTS["passage"])
+            variants.append((f"OpenVINO {precision}, batches of {batch_size} sorted by length", run))
     for name, embed in variants:
         speed, vectors = timed(embed, texts)
         cosines = (vectors * reference).sum(axis=1) / np.linalg.norm(vectors, axis=1)
         rows.append({"variant": name, "passages_per_s": speed, "min_cosine": float(cosines.min())})
-    lean.batch_size = 16
     return [{k: round(v, 6 if k == "min_cosine" else 1) if isinstance(v, float) else v for k, v in row.items()}
             for row in rows]

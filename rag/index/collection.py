@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -33,15 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.documents import SUPPORTED_SUFFIXES, Chunk, Document, load_document
+from rag.documents import SUPPORTED_SUFFIXES, Chunk, Document, ReadLimits, UnreadableDocument, read_document
+from rag.documents.refusals import Refusal, refusal
 from rag.embedding.materialize import sha256_file
+from rag.index.faults import storage_error
+from rag.index.names import check_name
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 MANIFEST, LOCK = "collection.json", ".lock"
 DEFAULT_COLLECTION = "default"
-_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 # progress(done, total, what): passages embedded so far, passages to embed, the document being embedded.
 Progress = Callable[[int, int, str], None]
@@ -49,13 +50,6 @@ Progress = Callable[[int, int, str], None]
 
 class CollectionBusy(RuntimeError):
     """Another process is changing the collection."""
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"{name!r} is not a collection name: use up to 64 letters, digits, '.', '-' or '_', "
-                         "starting with a letter or digit")
-    return name
 
 
 @dataclass
@@ -100,7 +94,7 @@ class AddReport:
     added: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # file name → why
+    failed: dict[str, Refusal] = field(default_factory=dict)  # file name → why (str() in English, .fr in French)
     resumed: int = 0  # passages whose vectors an interrupted earlier run had already written
 
     @property
@@ -287,15 +281,19 @@ class Collection:
         from filelock import FileLock, Timeout
 
         with _thread_lock(self.folder):
-            self.folder.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.folder / LOCK), timeout=0)
             try:
+                self.folder.mkdir(parents=True, exist_ok=True)
                 lock.acquire()
             except Timeout:
                 raise CollectionBusy(f"Another process is changing collection {self.name!r} ({self.folder}); "
                                      "try again when it has finished.") from None
+            except OSError as error:
+                raise storage_error(error, self.name, self.folder) from None
             try:
                 yield
+            except OSError as error:  # what was written before the fault is not listed: the collection is as it was
+                raise storage_error(error, self.name, self.folder) from None
             finally:
                 lock.release()
 
@@ -313,10 +311,23 @@ class Collection:
             return self._entries_from_stored_documents()
         return manifest["documents"] if manifest else []
 
+    def stored_documents(self) -> list[Document]:
+        """The documents whose text the collection holds (the manifest's, or
+        those recovered from their stored text): what can still be answered
+        from memory when the folder cannot be written."""
+        documents = []
+        for entry in self._readable_entries():
+            try:
+                documents.append(self._read_document(self._paths(entry)["document"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("Document %r of collection %s cannot be read: add it again", entry["id"], self.name)
+        return documents
+
     def _entries_from_stored_documents(self) -> list[dict]:
         """Entries for the documents whose text is stored (the newest version of each)."""
         latest: dict[str, tuple[float, dict]] = {}
-        for path in (self.folder / "documents").glob("*.json"):
+        folder = self.folder / "documents"
+        for path in folder.glob("*.json") if folder.is_dir() else ():
             try:
                 document = self._read_document(path)
             except (OSError, ValueError, KeyError, TypeError):
@@ -445,30 +456,31 @@ class Collection:
                 pending.append(document)
         self._commit(kept, progress, pending)
 
-    def add(self, paths: Iterable[str | Path], progress: Progress | None = None, max_bytes: int | None = None,
-            names: list[str] | None = None) -> AddReport:
-        """Add files (a folder adds the supported files under it). A file with
-        the content of one already in the collection is recognised and skipped;
-        a changed file replaces its earlier version. Files that cannot be read
-        are reported in ``failed`` and change nothing."""
+    def add(self, paths: Iterable[str | Path], progress: Progress | None = None,
+            limits: ReadLimits | None = None, names: list[str] | None = None) -> AddReport:
+        """Add files (a folder adds the supported files under it), each read in
+        a process of its own within ``limits``. A file with the content of one
+        already in the collection is recognised and skipped; a changed file
+        replaces its earlier version. Files that cannot be read are reported in
+        ``failed`` and change nothing."""
         report = AddReport()
-        files = expand(paths, names)
+        documents: list[tuple[str, Document]] = []
+        for path, name in expand(paths, names):  # read before the lock: a slow file holds up no other writer
+            try:
+                documents.append((name, read_document(path, name, limits or ReadLimits())))
+            except UnreadableDocument as error:
+                report.failed[name] = error.refusal
         with self.writing():
             entries = self._readable_entries()
             by_sha = {e.get("file_sha256"): e["id"] for e in entries if e.get("file_sha256")}
             by_id = {e["id"]: e for e in entries}
             pending: list[Document] = []
-            for path, name in files:
-                try:
-                    document = load_document(path, name, max_bytes)
-                except ValueError as error:
-                    report.failed[name] = str(error)
-                    continue
+            for name, document in documents:
                 if document.file_sha256 in by_sha or any(document.file_sha256 == d.file_sha256 for d in pending):
                     report.unchanged.append(name)
                     continue
                 if any(document.id == d.id for d in pending):
-                    report.failed[name] = f"{name}: another file of this add has the same name"
+                    report.failed[name] = refusal("same_name", name=name)
                     continue
                 (report.replaced if document.id in by_id else report.added).append(name)
                 pending.append(document)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.embedding.batching import padded_batch
+from rag.embedding.engine import cpu_has_fast_bf16
 from rag.embedding.tokenizer_lock import tokenizer_lock
 from rag.embedding.weights import compute_in_fp32
 from rag.reader.windows import Window, make_windows
@@ -21,16 +22,6 @@ from rag.reader.windows import Window, make_windows
 log = logging.getLogger(__name__)
 
 _TRIM = " \t\n\r\u00a0,;:"
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 @dataclass
