@@ -66,8 +66,9 @@ class Settings:
         return self.cache_dir / "reader"
 
     @property
-    def onnx_cache_dir(self) -> Path:
-        return self.cache_dir / "onnx"
+    def export_cache_dir(self) -> Path:
+        """The built-in models' exports (OpenVINO format), made from their definitions."""
+        return self.cache_dir / "exports"
 
     @property
     def compiled_cache_dir(self) -> Path:

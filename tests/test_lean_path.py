@@ -78,7 +78,7 @@ def test_reader_spans_equal_the_transformers_reader(pipeline, torch_pipeline):
     reference = torch_pipeline.reader
     reference.bf16 = False
     settings = replace(pipeline.settings, precision="f32")
-    f32 = make_onnx_reader(settings, settings.onnx_cache_dir, pipeline.embedder.tokenizer,
+    f32 = make_onnx_reader(settings, settings.export_cache_dir, pipeline.embedder.tokenizer,
                            pipeline.embedder.word_embeddings)
     try:
         for item in load_questions("extra_qa.jsonl"):
@@ -107,7 +107,7 @@ def test_a_cold_answer_imports_neither_torch_nor_transformers(pipeline):
 
 def test_damaged_exports_are_detected(pipeline, tmp_path):
     settings = pipeline.settings
-    folder = shutil.copytree(settings.onnx_cache_dir, tmp_path / "onnx")
+    folder = shutil.copytree(settings.export_cache_dir, tmp_path / "exports")
     expected = export_identity(settings.embedder_cache_dir, settings.reader_cache_dir)
     assert exports_verified(folder, expected, deep=True)
     assert not exports_verified(folder, {**expected, "reader_sha256": "another reader"})

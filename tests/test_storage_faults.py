@@ -178,3 +178,25 @@ def test_a_file_where_a_folder_should_be_is_told_and_still_answers(work, library
     message = one_line_error(rag("add", str(library / "autre.txt"), "--collection", "work", index_dir=index_dir))
     assert "a file where a folder should be" in message and "move that file away" in message
     assert (folder / MANIFEST).exists() and (folder / "vectors").read_text() == "in the way"
+
+
+def test_a_full_disk_is_told_and_leaves_the_collection_as_it_was(work, library, tmp_path):
+    """A collection on a real, tiny file system that fills up while a document is indexed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("no tmpfs mount here")
+    try:
+        shutil.copytree(work.collection.folder, small / "work")
+        before = (small / "work" / MANIFEST).read_bytes()
+        big = library / "long.txt"
+        big.write_text(" ".join(f"La phrase numéro {n} parle de Quorra." for n in range(20_000)), encoding="utf-8")
+        message = one_line_error(rag("add", str(big), "--collection", "work", index_dir=small))
+        assert "is on a full disk" in message and "free some space" in message, message
+        assert (small / "work" / MANIFEST).read_bytes() == before
+        answer = rag("ask", "Combien de personnes Quorra emploie-t-elle ?", "--collection", "work", index_dir=small)
+        assert answer.returncode == 0 and "240" in answer.stdout, answer.stderr
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -123,7 +123,7 @@ class Pipeline:
         self.splitter = DocumentSplitter(self.settings.chunk_size, self.settings.chunk_overlap)
         embedder: Embedder | OnnxEmbedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
         if self.settings.lean:
-            embedder = OnnxEmbedder(embedder, self.settings.onnx_cache_dir, threads=self.settings.reader_threads or None,
+            embedder = OnnxEmbedder(embedder, self.settings.export_cache_dir, threads=self.settings.reader_threads or None,
                                     precision=self.settings.precision,
                                     compiled_cache=self.settings.compiled_cache_dir)
         self.collection = Collection(collection_folder(self.settings.index_dir, name), self.splitter, embedder,

@@ -28,7 +28,7 @@ def builtin_exports(settings: Settings, deep: bool = False) -> Path:
     from rag.embedding.onnx_export import export_models
 
     reader = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir, deep=deep)
-    return export_models(settings.embedder_cache_dir, reader, settings.onnx_cache_dir, deep=deep)
+    return export_models(settings.embedder_cache_dir, reader, settings.export_cache_dir, deep=deep)
 
 
 def builtin_reader_calibration() -> Calibration:
