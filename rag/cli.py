@@ -13,7 +13,7 @@ from pathlib import Path
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
 from rag.index import CollectionBusy, StorageError
-from rag.settings import BUILTIN, Settings
+from rag.settings import BUILTIN, RUNTIMES, Settings
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -72,7 +72,7 @@ def command_setup(args) -> int:
     pipeline = make_pipeline(args)
     if pipeline.settings.lean:
         builtin_exports(pipeline.settings, deep=True)
-        # OpenVINO checks a cached model's header, not its bytes: setup compiles afresh.
+        # OpenVINO checks a cached compiled model's header, not its bytes: setup compiles afresh.
         shutil.rmtree(pipeline.settings.compiled_cache_dir, ignore_errors=True)
     elif pipeline.settings.reader == BUILTIN:
         builtin_reader_path(pipeline.settings.reader_cache_dir, pipeline.settings.embedder_cache_dir, deep=True)
@@ -258,7 +258,7 @@ def command_bench_embed(args) -> int:
 
     pipeline = make_pipeline(args)
     if not pipeline.settings.lean:
-        raise ValueError("bench-embed compares ways to run the built-in embedder: use the default runtime (openvino)")
+        raise ValueError("bench-embed compares ways to run the built-in embedder: use an ONNX engine (the default runtime)")
     pipeline.load_embedder()
     texts = [chunk.text for chunk in pipeline.load_index().chunks[: args.passages]]
     rows = embedding_variants(pipeline.embedder.definition, pipeline.embedder, texts)
@@ -309,8 +309,9 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)",
                          **unset)
     options.add_argument("--reader", help="'builtin', an extractive QA folder or hub id (RAG_READER)", **unset)
-    options.add_argument("--runtime", choices=["openvino", "torch"],
-                         help="how the built-in models run: OpenVINO (default) or torch (RAG_RUNTIME)", **unset)
+    options.add_argument("--runtime", choices=list(RUNTIMES),
+                         help="how the built-in models run: auto (the ONNX engine measured better on this CPU), "
+                         "openvino, onnxruntime or torch (RAG_RUNTIME)", **unset)
     options.add_argument("--precision", choices=["auto", "bf16", "f32"],
                          help="how OpenVINO multiplies: auto (bf16 where the CPU has it natively, else f32), "
                          "bf16 or f32 (RAG_PRECISION)", **unset)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 BUILTIN = "builtin"
+RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
 
 
 def _default_cache() -> Path:
@@ -50,9 +51,10 @@ class Settings:
     # Gradio's run history (a page of past calls, kept in the browser): off unless asked for.
     run_history: bool = False
     reader_threads: int = 0  # 0: the runtime's default
-    # "openvino": the built-in models' ONNX exports answer through OpenVINO (no torch
-    # import; a cold answer in about a second); "torch": through transformers, as other models do.
-    runtime: str = "openvino"
+    # How the built-in models answer: their ONNX exports on "openvino" or "onnxruntime" (no
+    # torch import: a cold answer in seconds), "auto" choosing the one measured better on this
+    # CPU (rag/embedding/engine.py); "torch": through transformers, as other models do.
+    runtime: str = "auto"
     # How OpenVINO multiplies: "auto" is bf16 where the CPU does it natively
     # (AVX512-BF16 or AMX), f32 elsewhere; "bf16" or "f32" to choose.
     precision: str = "auto"
@@ -80,8 +82,8 @@ class Settings:
         from rag.index.names import check_name
 
         check_name(self.collection)  # a plain name: never a path out of the index folder
-        if self.runtime not in ("openvino", "torch"):
-            raise ValueError(f"RAG_RUNTIME must be 'openvino' or 'torch', not {self.runtime!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"RAG_RUNTIME must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
         if self.precision not in ("auto", "bf16", "f32"):
             raise ValueError(f"RAG_PRECISION must be 'auto', 'bf16' or 'f32', not {self.precision!r}")
 
@@ -94,9 +96,16 @@ class Settings:
                           self.read_memory_mb)
 
     @property
+    def engine(self) -> str:
+        """The engine of the lean path on this CPU: ``openvino`` or ``onnxruntime``."""
+        from rag.embedding.engine import choose_engine
+
+        return choose_engine(self.runtime, self.precision)
+
+    @property
     def lean(self) -> bool:
-        """Whether questions are answered on the lean (OpenVINO) path."""
-        return self.runtime == "openvino" and self.embedder == BUILTIN and self.reader == BUILTIN
+        """Whether questions are answered on the lean path (an ONNX engine)."""
+        return self.runtime != "torch" and self.embedder == BUILTIN and self.reader == BUILTIN
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

@@ -152,16 +152,16 @@ class SlowTruncationSetting:
         time.sleep(0.002)
 
 
-@pytest.mark.parametrize("runtime", ["openvino", "torch"])
+@pytest.mark.parametrize("runtime", ["auto", "torch"])
 def test_embedder_and_reader_share_their_tokenizer_safely(pipeline, torch_pipeline, monkeypatch, runtime):
     """A fast tokenizer keeps its truncation settings from call to call; the
     embedder and the reader share one and use different settings. A pause
     after each settings change widens the race so that, unguarded, the two
     threads encode with each other's settings within a few calls."""
-    pipeline = pipeline if runtime == "openvino" else torch_pipeline
+    pipeline = pipeline if runtime == "auto" else torch_pipeline
     tokenizer = pipeline.reader.tokenizer
     assert tokenizer is pipeline.embedder.tokenizer
-    if runtime == "openvino":  # the Rust tokenizer itself: both models get one slow stand-in for it
+    if runtime == "auto":  # the Rust tokenizer itself: both models get one slow stand-in for it
         tokenizer = SlowTruncationSetting(tokenizer)
         monkeypatch.setattr(pipeline.embedder, "_tokenizer", tokenizer)
         monkeypatch.setattr(pipeline.reader, "_tokenizer", tokenizer)

@@ -134,7 +134,7 @@ def test_cold_ask_is_timed_to_its_answer_and_to_its_exit(index_dir):
     from rag.evaluation.bench import cold_ask
 
     rag("index", index_dir=index_dir)
-    for runtime in ("openvino", "torch"):
+    for runtime in ("openvino", "onnxruntime", "torch"):
         timing = cold_ask("Qui a fondé Mistral ?", runtime, index_dir)
         assert timing["to_exit_s"] >= timing["to_answer_s"] > 0 and timing["peak_rss_mb"] > 0
 

@@ -65,7 +65,7 @@ def test_round_trip(fresh):
 
 
 def test_passage_vectors_match_sentence_transformers(fresh, torch_pipeline):
-    """The index is embedded through OpenVINO; the model's definition is sentence-transformers."""
+    """The index is embedded through an ONNX engine; the model's definition is sentence-transformers."""
     chunks = fresh.splitter.run(fresh.documents)[:8]
     lean = fresh.embedder.embed_passages([c.text for c in chunks])
     reference = torch_pipeline.embedder.embed_passages([c.text for c in chunks])

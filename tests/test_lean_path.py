@@ -1,7 +1,7 @@
-"""The lean query path (OpenVINO and tokenizers) against the models' own
-definitions (sentence-transformers, transformers), on the real models, in
-the precision this CPU gets (bf16 where it multiplies bfloat16 natively) and
-in f32, which every CPU runs."""
+"""The lean query path (an ONNX engine and tokenizers) against the models'
+own definitions (sentence-transformers, transformers), on the real models:
+both engines in f32, which every CPU runs, and the engine and precision this
+CPU gets by default."""
 from __future__ import annotations
 
 import json
@@ -42,28 +42,48 @@ def test_named_models_and_the_torch_runtime_take_the_transformers_path(tmp_path)
         Settings.from_env({"RAG_PRECISION": "fp8"})
 
 
-def test_the_precision_follows_the_cpu(pipeline):
+def test_the_engine_and_precision_follow_the_cpu(pipeline):
     native = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     assert inference_precision("auto") == ("bf16" if native else "f32")
     assert inference_precision("f32") == "f32" and inference_precision("bf16") == "bf16"
-    assert pipeline.reader._model.precision == pipeline.embedder._session.precision == inference_precision("auto")
+    assert Settings.from_env({}).engine == ("openvino" if native else "onnxruntime")
+    assert Settings.from_env({}, precision="bf16").engine == "openvino"  # only OpenVINO computes in bf16
+    assert Settings.from_env({"RAG_RUNTIME": "onnxruntime"}).engine == "onnxruntime"
+    assert Settings.from_env({"RAG_RUNTIME": "openvino"}).engine == "openvino"
+    assert pipeline.reader.engine == pipeline.embedder.engine == pipeline.settings.engine
+    assert pipeline.reader._model.precision == pipeline.embedder._session.precision == (
+        inference_precision("auto") if pipeline.settings.engine == "openvino" else "f32")
 
 
-def test_f32_forced_answers_the_readme_example(pipeline):
-    """What a CPU without bfloat16 runs, on any CPU: the README's example, answered."""
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino"])
+def engine(request, pipeline):
+    """The lean path's embedder and reader on one engine, in f32."""
+    settings = replace(pipeline.settings, runtime=request.param, precision="f32")
+    embedder = OnnxEmbedder(pipeline.embedder.definition, settings.export_cache_dir, pipeline.embedder.tokenizer,
+                            engine=settings.engine, precision="f32", compiled_cache=settings.compiled_cache_dir)
+    reader = make_onnx_reader(settings, settings.export_cache_dir, pipeline.embedder.tokenizer,
+                              pipeline.embedder.word_embeddings)
+    return embedder, reader
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_each_engine_in_f32_answers_the_readme_example(pipeline, runtime):
+    """What a CPU without bfloat16 can run, on any CPU: the README's example, answered."""
     pipeline.load_index()
-    env = {**os.environ, "RAG_INDEX_DIR": str(pipeline.settings.index_dir), "RAG_PRECISION": "f32"}
+    env = {**os.environ, "RAG_INDEX_DIR": str(pipeline.settings.index_dir), "RAG_PRECISION": "f32",
+           "RAG_RUNTIME": runtime}
     result = subprocess.run([sys.executable, "-m", "rag", "ask", "Qui a fondé Mistral ?", "--json"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert "Arthur Mensch" in answer["text"] and answer["score"] >= pipeline.settings.min_confidence
-    assert any(pipeline.settings.compiled_cache_dir.glob("*.blob"))  # compiled once, loaded after
+    if runtime == "openvino":
+        assert any(pipeline.settings.compiled_cache_dir.glob("*.blob"))  # compiled once, loaded after
 
 
 @pytest.mark.parametrize("kind", ["query", "passage"])
-def test_vectors_equal_sentence_transformers(pipeline, torch_pipeline, kind):
-    lean, definition = pipeline.embedder, torch_pipeline.embedder
+def test_vectors_equal_sentence_transformers(engine, torch_pipeline, kind):
+    lean, definition = engine[0], torch_pipeline.embedder
     if kind == "query":
         ours, theirs = lean.embed_queries(TEXTS), definition.embed_queries(TEXTS)
     else:  # the same graph with the passage prompt, though passages are indexed by sentence-transformers
@@ -72,14 +92,12 @@ def test_vectors_equal_sentence_transformers(pipeline, torch_pipeline, kind):
     assert cosines.min() >= 0.999, dict(zip(TEXTS, cosines.round(5)))
 
 
-def test_reader_spans_equal_the_transformers_reader(pipeline, torch_pipeline):
+def test_reader_spans_equal_the_transformers_reader(pipeline, torch_pipeline, engine):
     """Same windows, same decoding; in f32 the logits of the export equal the
     model's (the transformers path multiplies in bfloat16 where the CPU can)."""
     reference = torch_pipeline.reader
     reference.bf16 = False
-    settings = replace(pipeline.settings, precision="f32")
-    f32 = make_onnx_reader(settings, settings.export_cache_dir, pipeline.embedder.tokenizer,
-                           pipeline.embedder.word_embeddings)
+    f32 = engine[1]
     try:
         for item in load_questions("extra_qa.jsonl"):
             passages = [p.chunk.text for p in pipeline.retriever.run([item.question], pipeline.settings.top_k)]

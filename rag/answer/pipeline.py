@@ -124,7 +124,7 @@ class Pipeline:
         embedder: Embedder | OnnxEmbedder = Embedder(self.settings.embedder, self.settings.embedder_cache_dir)
         if self.settings.lean:
             embedder = OnnxEmbedder(embedder, self.settings.export_cache_dir, threads=self.settings.reader_threads or None,
-                                    precision=self.settings.precision,
+                                    engine=self.settings.engine, precision=self.settings.precision,
                                     compiled_cache=self.settings.compiled_cache_dir)
         self.collection = Collection(collection_folder(self.settings.index_dir, name), self.splitter, embedder,
                                      flat_limit=self.settings.hnsw_above)
@@ -251,7 +251,7 @@ class Pipeline:
         self.reader = reader
 
     def _load_lean_models(self) -> None:
-        """The built-in models on OpenVINO; they share one tokenizer and one word-embedding table."""
+        """The built-in models on an ONNX engine; they share one tokenizer and one word-embedding table."""
         if self.reader is not None:
             return
         exports = builtin_exports(self.settings)  # before the embedder loads them

@@ -1,24 +1,28 @@
-"""The engine that runs the built-in models' ONNX exports: OpenVINO on the CPU,
-multiplying in bfloat16 where the CPU does so natively (AVX512-BF16 or AMX),
-in float32 elsewhere.
+"""The engines that run the built-in models' ONNX exports, and which one a CPU gets.
 
-Compiled models are cached (OpenVINO's model cache, keyed by the graph, the
-settings and OpenVINO's own version, so a stale entry is never used), so a
-cold start loads a compiled blob instead of compiling again. One compiled
-model serves every thread: each call takes an inference request of its own
-from a small pool.
+Each is kept for the CPUs where it was measured better (README, "Speed and
+memory"): **OpenVINO** where the CPU multiplies bfloat16 natively (AVX512-BF16
+or AMX), since it computes in bfloat16 there and onnxruntime's CPU engine
+cannot; **onnxruntime** elsewhere, where both compute in float32 at the same
+speed and onnxruntime needs about 200 MB less memory. ``RAG_RUNTIME`` names
+one of them instead of ``auto``; ``RAG_PRECISION`` sets OpenVINO's precision.
+
+Both take the inputs by name and return the outputs in the graph's order,
+from any thread.
 """
 from __future__ import annotations
 
 import logging
 import queue
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "f32")
+ENGINES = ("openvino", "onnxruntime")
 
 
 def cpu_flags() -> set[str]:
@@ -45,21 +49,66 @@ def inference_precision(requested: str = "auto") -> str:
     return requested
 
 
-class CompiledGraph:
-    """An ONNX graph compiled by OpenVINO for the CPU; :meth:`run` takes the
-    inputs by name and returns the outputs in the graph's order."""
+def choose_engine(runtime: str = "auto", precision: str = "auto") -> str:
+    """The engine for ``runtime`` (``auto``, or an engine's name): OpenVINO
+    when it will compute in bfloat16, onnxruntime otherwise."""
+    if runtime in ENGINES:
+        return runtime
+    return "openvino" if inference_precision(precision) == "bf16" else "onnxruntime"
+
+
+class Graph(Protocol):
+    precision: str
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+def load_graph(path: Path, engine: str, precision: str = "auto", threads: int | None = None,
+               compiled_cache: Path | None = None) -> Graph:
+    """The ONNX graph at ``path`` on ``engine``."""
+    if engine == "openvino":
+        return OpenVinoGraph(path, precision, threads, compiled_cache)
+    return OnnxRuntimeGraph(path, threads)
+
+
+class OnnxRuntimeGraph:
+    """An onnxruntime CPU session with every graph optimization; f32."""
+
+    precision = "f32"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: the embedder's would otherwise
+        # keep the cores busy while the reader runs right after it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._session.run(None, feeds)
+
+
+class OpenVinoGraph:
+    """An ONNX graph compiled by OpenVINO for the CPU, in bf16 or f32. The
+    compiled model is cached (OpenVINO's model cache, keyed by the graph, the
+    settings and OpenVINO's version, so a stale entry is never used); each
+    call takes an inference request of its own from a small pool."""
 
     def __init__(self, path: Path, precision: str = "auto", threads: int | None = None,
-                 cache_dir: Path | None = None, hint: str = "LATENCY") -> None:
+                 cache_dir: Path | None = None) -> None:
         import openvino
 
-        self.path, self.precision = Path(path), inference_precision(precision)
-        config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": hint}
+        self.precision = inference_precision(precision)
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if cache_dir is not None and _writable(cache_dir):
             config["CACHE_DIR"] = str(cache_dir)
-        self._model = openvino.Core().compile_model(str(self.path), "CPU", config)
+        self._model = openvino.Core().compile_model(str(path), "CPU", config)
         self._outputs = list(self._model.outputs)
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 

@@ -1,5 +1,5 @@
-"""The built-in embedder on the lean path: ``tokenizers`` and OpenVINO, no
-torch, no transformers, no sentence-transformers.
+"""The built-in embedder on the lean path: ``tokenizers`` and an ONNX engine
+(onnxruntime or OpenVINO), no torch, no transformers, no sentence-transformers.
 
 It computes what the sentence-transformers model computes (prompt, tokens,
 encoder, mean pooling, normalization) from the ONNX export of the same
@@ -15,7 +15,7 @@ import numpy as np
 
 from rag.embedding.batching import padded_batch
 from rag.embedding.embedder import Embedder
-from rag.embedding.engine import CompiledGraph
+from rag.embedding.engine import load_graph
 from rag.embedding.materialize import SENTENCE_TRANSFORMERS_FILES
 from rag.embedding.onnx_export import EMBEDDER, WORD_EMBEDDINGS
 from rag.embedding.tokenizer_lock import tokenizer_lock
@@ -33,14 +33,16 @@ def load_tokenizer(model_dir: Path):
 
 class OnnxEmbedder:
     """Question and passage vectors from the ONNX export of the
-    sentence-transformers ``definition``, run by OpenVINO (:mod:`rag.embedding.engine`)."""
+    sentence-transformers ``definition``, run by ``engine`` (:mod:`rag.embedding.engine`)."""
 
     def __init__(self, definition: Embedder, export_dir: Path, tokenizer=None, threads: int | None = None,
-                 batch_size: int = 16, precision: str = "auto", compiled_cache: Path | None = None) -> None:
+                 batch_size: int = 16, engine: str = "onnxruntime", precision: str = "auto",
+                 compiled_cache: Path | None = None) -> None:
         self.definition = definition
         self.export_dir = export_dir
         self.threads = threads
         self.batch_size = batch_size
+        self.engine = engine
         self.precision = precision
         self.compiled_cache = compiled_cache
         self._tokenizer = tokenizer
@@ -56,8 +58,8 @@ class OnnxEmbedder:
                 if self._tokenizer is None:
                     self._tokenizer = load_tokenizer(Path(self.definition.model_path()))
                 self._table = np.load(self.export_dir / WORD_EMBEDDINGS, mmap_mode="r")
-                self._session = CompiledGraph(self.export_dir / EMBEDDER, self.precision, self.threads,
-                                              self.compiled_cache)
+                self._session = load_graph(self.export_dir / EMBEDDER, self.engine, self.precision, self.threads,
+                                           self.compiled_cache)
 
     @property
     def tokenizer(self):

@@ -1,15 +1,12 @@
-"""Exports of the built-in embedder and reader, for a query path that needs
-neither torch nor transformers (OpenVINO and ``tokenizers`` only).
+"""ONNX exports of the built-in embedder and reader, for a query path that
+needs neither torch nor transformers (an ONNX engine and ``tokenizers`` only:
+onnxruntime or OpenVINO, :mod:`rag.embedding.engine`).
 
 Both models were made from one encoder and share its 250k-row word-embedding
 table, so the table is taken out of the graphs: it is stored once, fp16, as a
 NumPy file that the query path maps into memory, and each graph takes the
-looked-up rows (``inputs_embeds``) and the attention mask. Each graph is
-traced to ONNX by torch, then saved in OpenVINO's own format with its
-weights in fp16: they were fp16 in the packaged files, so nothing is lost,
-the files are half the size, and OpenVINO maps them into memory instead of
-holding a copy (a cold answer's peak memory, README). The folder is written
-once (``rag setup`` or on first use) from the materialized models,
+looked-up rows (``inputs_embeds``) and the attention mask. The folder is
+written once (``rag setup`` or on first use) from the materialized models,
 atomically, with a manifest naming the weights it was made from and the size
 and SHA-256 of each file it holds.
 """
@@ -26,10 +23,10 @@ from rag.embedding.materialize import read_manifest, sha256_file, staging_folder
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: OpenVINO's format (graph .xml, fp16 weights .bin) instead of ONNX files
+FORMAT_VERSION = 1
 MANIFEST = "exported.json"
-EMBEDDER, READER, WORD_EMBEDDINGS = "embedder.xml", "reader.xml", "word_embeddings.npy"
-FILES = (EMBEDDER, "embedder.bin", READER, "reader.bin", WORD_EMBEDDINGS)
+EMBEDDER, READER, WORD_EMBEDDINGS = "embedder.onnx", "reader.onnx", "word_embeddings.npy"
+FILES = (EMBEDDER, READER, WORD_EMBEDDINGS)
 OPSET = 17
 
 
@@ -81,7 +78,6 @@ def export_models(embedder_dir: Path, reader_dir: Path, target: Path, deep: bool
 
 
 def _export(embedder_dir: Path, reader_dir: Path, out: Path) -> None:
-    import openvino
     import torch
     from transformers import AutoModel, AutoModelForQuestionAnswering
     from transformers.utils import logging as hf_logging
@@ -122,14 +118,11 @@ def _export(embedder_dir: Path, reader_dir: Path, out: Path) -> None:
                                  (reader, READER, ["start_logits", "end_logits"])):
         # The tracer warns about every Python-level branch; the exports are
         # checked against the models themselves by the tests instead.
-        traced = out / (Path(name).stem + ".onnx")
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                FromEmbeddings(model, outputs), example, str(traced),
+                FromEmbeddings(model, outputs), example, str(out / name),
                 input_names=["inputs_embeds", "attention_mask"], output_names=outputs,
                 dynamic_axes={n: axes for n in ["inputs_embeds", "attention_mask", *outputs]},
                 opset_version=OPSET, dynamo=False,
             )
-        openvino.save_model(openvino.Core().read_model(str(traced)), str(out / name), compress_to_fp16=True)
-        traced.unlink()

@@ -22,7 +22,7 @@ import numpy as np
 from rag.answer import Pipeline
 from rag.evaluation.qa import load_questions
 
-RUNTIMES = ("openvino", "torch")
+RUNTIMES = ("openvino", "onnxruntime", "torch")
 # What the figures depend on, printed with them.
 PACKAGES = ("openvino", "torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "faiss-cpu", "bm25s")
 DECIDING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
@@ -150,4 +150,5 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
         embedder_of = Pipeline(replace(pipeline.settings, runtime=runtime), pipeline.documents)
         report[runtime]["passage_embedding_per_s"] = round(passage_throughput(embedder_of), 1)
     return {**report, "questions_timed_per_path": len(latencies["openvino"]),
-            "environment": environment(pipeline.settings.precision)}
+            "environment": environment(pipeline.settings.precision),
+            "default_runtime_here": replace(pipeline.settings, runtime="auto").engine}

@@ -24,8 +24,8 @@ def timed(embed: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[f
 
 def embedding_variants(definition: Embedder, lean: OnnxEmbedder, texts: list[str]) -> list[dict]:
     """sentence-transformers fp32 and (where the CPU multiplies bfloat16
-    natively) bfloat16 autocast; OpenVINO in each precision the CPU runs
-    natively, at two batch sizes (passages sorted by length)."""
+    natively) bfloat16 autocast; onnxruntime in f32 and OpenVINO in each
+    precision the CPU runs natively, at two batch sizes (passages sorted by length)."""
     import torch
 
     rows = []
@@ -39,14 +39,16 @@ def embedding_variants(definition: Embedder, lean: OnnxEmbedder, texts: list[str
     variants: list[tuple[str, Callable[[list[str]], np.ndarray]]] = []
     if cpu_has_fast_bf16():  # elsewhere bfloat16 is emulated, and slower than fp32
         variants.append(("sentence-transformers, bfloat16 autocast", autocast))
-    for precision in sorted({"f32", inference_precision("auto")}):
-        engine = OnnxEmbedder(definition, lean.export_dir, threads=lean.threads, precision=precision,
-                              compiled_cache=lean.compiled_cache)
+    ways = [("onnxruntime", "f32")] + [("openvino", p) for p in sorted({"f32", inference_precision("auto")})]
+    for engine_name, precision in ways:
+        engine = OnnxEmbedder(definition, lean.export_dir, threads=lean.threads, engine=engine_name,
+                              precision=precision, compiled_cache=lean.compiled_cache)
         for batch_size in (16, 64):
             def run(batch: list[str], embedder: OnnxEmbedder = engine, size: int = batch_size) -> np.ndarray:
                 embedder.batch_size = size
                 return embedder._encode(batch, PROMPTS["passage"])
-            variants.append((f"OpenVINO {precision}, batches of {batch_size} sorted by length", run))
+            label = "OpenVINO" if engine_name == "openvino" else "onnxruntime"
+            variants.append((f"{label} {precision}, batches of {batch_size} sorted by length", run))
     for name, embed in variants:
         speed, vectors = timed(embed, texts)
         cosines = (vectors * reference).sum(axis=1) / np.linalg.norm(vectors, axis=1)

@@ -37,7 +37,7 @@ def builtin_reader_calibration() -> Calibration:
 
 
 def make_onnx_reader(settings: Settings, exports: Path, tokenizer=None, word_embeddings=None):
-    """The built-in reader on OpenVINO, from ``exports`` (see :func:`builtin_exports`)."""
+    """The built-in reader on the settings' ONNX engine, from ``exports`` (see :func:`builtin_exports`)."""
     import numpy as np
 
     from rag.embedding.onnx_embedder import load_tokenizer
@@ -48,13 +48,13 @@ def make_onnx_reader(settings: Settings, exports: Path, tokenizer=None, word_emb
         word_embeddings = np.load(exports / WORD_EMBEDDINGS, mmap_mode="r")
     return OnnxReader(exports, tokenizer or load_tokenizer(settings.embedder_cache_dir), word_embeddings,
                       builtin_reader_calibration(), settings.reader_threads or None, settings.max_answer_tokens,
-                      settings.precision, settings.compiled_cache_dir)
+                      settings.engine, settings.precision, settings.compiled_cache_dir)
 
 
 def make_reader(settings: Settings, tokenizer=None, word_embeddings=None) -> ExtractiveReader:
     """The reader the settings name: the built-in one (assembled, calibrated;
-    on OpenVINO unless the runtime is torch) or any extractive QA folder or
-    hub id (SQuAD 2.0's margin > 0 rule). ``tokenizer`` and, on OpenVINO,
+    on an ONNX engine unless the runtime is torch) or any extractive QA folder or
+    hub id (SQuAD 2.0's margin > 0 rule). ``tokenizer`` and, on an ONNX engine,
     ``word_embeddings`` may be the embedder's, which the built-in reader shares."""
     if settings.lean:
         return make_onnx_reader(settings, builtin_exports(settings), tokenizer, word_embeddings)

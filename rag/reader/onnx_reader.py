@@ -1,6 +1,6 @@
 """The built-in reader on the lean query path: the same windows and span
 decoding as :class:`ExtractiveReader`, the logits from its ONNX export run by
-OpenVINO on word embeddings looked up in the table it shares with the
+an ONNX engine (onnxruntime or OpenVINO) on word embeddings looked up in the table it shares with the
 embedder. No torch, no transformers."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embedding.batching import padded_batch
-from rag.embedding.engine import CompiledGraph
+from rag.embedding.engine import load_graph
 from rag.embedding.onnx_export import READER
 from rag.reader.reader import Calibration, ExtractiveReader
 from rag.reader.windows import Window
@@ -22,10 +22,12 @@ class OnnxReader(ExtractiveReader):
 
     def __init__(self, export_dir: Path, tokenizer, word_embeddings: np.ndarray,
                  calibration: Calibration | None = None, threads: int | None = None,
-                 max_answer_tokens: int = 48, precision: str = "auto", compiled_cache: Path | None = None) -> None:
+                 max_answer_tokens: int = 48, engine: str = "onnxruntime", precision: str = "auto",
+                 compiled_cache: Path | None = None) -> None:
         super().__init__(str(export_dir / READER), threads=threads, calibration=calibration, bf16=False,
                          tokenizer=tokenizer, max_answer_tokens=max_answer_tokens)
         self.word_embeddings = word_embeddings
+        self.engine = engine
         self.precision = precision
         self.compiled_cache = compiled_cache
 
@@ -34,7 +36,8 @@ class OnnxReader(ExtractiveReader):
             return
         with self._lock:
             if self._model is None:
-                self._model = CompiledGraph(Path(self.model_name), self.precision, self.threads, self.compiled_cache)
+                self._model = load_graph(Path(self.model_name), self.engine, self.precision, self.threads,
+                                         self.compiled_cache)
 
     def logits(self, windows: list[Window]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start and end logits for each window, batched."""
