@@ -195,7 +195,11 @@ class ChatApp:
         refusal = self.refusal(message, history)
         if refusal is not None:
             return escape(refusal)
-        return render(self.pipeline.run(message, history))
+        try:
+            return render(self.pipeline.run(message, history))
+        except ValueError as error:  # an empty collection: said as the reply, not as an error badge
+            log.info("question not answered: %s", error)
+            return escape(str(error))
 
     def ask_json(self, question: str, history: list[str] | None = None) -> dict:
         """The answer as plain data (text, score, offsets, sources), for API clients."""
@@ -203,7 +207,10 @@ class ChatApp:
         if refusal is not None:
             log.info("ask_json refused: %s", refusal)  # one line: a refusal is not a server fault
             raise gr.Error(refusal, print_exception=False)
-        return self.pipeline.run(question, history).to_dict()
+        try:
+            return self.pipeline.run(question, history).to_dict()
+        except ValueError as error:  # an empty collection
+            raise gr.Error(str(error), print_exception=False) from None
 
     # Chat events. The chat shows the user's words escaped (never as markup);
     # the raw questions live in a State beside it, for follow-ups.

@@ -491,3 +491,26 @@ def test_browser_hostile_uploads_cost_their_file_alone(pipeline, tmp_path):
     for path in (deep, bomb, broken, sheet, note):
         assert path.name not in left
     assert sorted(e["id"] for e in mine.collection.entries()) == ["note.txt", "profond.html"]
+
+
+def test_an_empty_collection_is_answered_with_the_message(pipeline, tmp_path):
+    from dataclasses import replace
+
+    from gradio_client.exceptions import AppError
+
+    from rag import Pipeline
+
+    empty = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection="vide"))
+    empty.embedder, empty.reader = pipeline.embedder, pipeline.reader
+    app, url = serve(empty)
+    try:
+        client = Client(url, verbose=False)
+        french = client.predict("Qui a fondé Vendrix ?", api_name="/ask")
+        english = client.predict("Who founded Vendrix?", api_name="/ask")
+        with pytest.raises(AppError) as error:
+            client.predict("Who founded Vendrix?", api_name="/ask_json")
+    finally:
+        app.close()
+    assert "La collection 'vide' n'a pas encore de document" in html.unescape(french)
+    assert "Collection 'vide' has no documents yet" in html.unescape(english)
+    assert "has no documents yet" in str(error.value)
