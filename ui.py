@@ -296,7 +296,7 @@ class ChatApp:
         lines = [f"<p>Added · Ajouté : {escape(n)}</p>" for n in report.added]
         lines += [f"<p>Replaced · Remplacé : {escape(n)}</p>" for n in report.replaced]
         lines += [f"<p>Already there · Déjà présent : {escape(n)}</p>" for n in report.unchanged]
-        lines += [f"<p class='rag-failed'>{escape(why.both())}</p>" for why in report.failed.values()]
+        lines += [failure(why.both()) for why in report.failed.values()]
         return (*self.panel(f"<div class='rag-status'>{''.join(lines)}</div>"), None)
 
     def remove_document(self, doc_id: str | None):

@@ -13,7 +13,7 @@ from pathlib import Path
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
 from rag.index import CollectionBusy, StorageError
-from rag.settings import BUILTIN, RUNTIMES, Settings
+from rag.settings import BUILTIN, PRECISIONS, RUNTIMES, Settings
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -312,7 +312,7 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--runtime", choices=list(RUNTIMES),
                          help="how the built-in models run: auto (the ONNX engine measured better on this CPU), "
                          "openvino, onnxruntime or torch (RAG_RUNTIME)", **unset)
-    options.add_argument("--precision", choices=["auto", "bf16", "f32"],
+    options.add_argument("--precision", choices=list(PRECISIONS),
                          help="how OpenVINO multiplies: auto (bf16 where the CPU has it natively, else f32), "
                          "bf16 or f32 (RAG_PRECISION)", **unset)
     options.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)", **unset)

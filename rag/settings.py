@@ -8,6 +8,7 @@ from pathlib import Path
 
 BUILTIN = "builtin"
 RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
+PRECISIONS = ("auto", "bf16", "f32")  # OpenVINO's; onnxruntime computes in f32
 
 
 def _default_cache() -> Path:
@@ -69,7 +70,7 @@ class Settings:
 
     @property
     def export_cache_dir(self) -> Path:
-        """The built-in models' exports (OpenVINO format), made from their definitions."""
+        """The built-in models' ONNX exports, made from their definitions."""
         return self.cache_dir / "exports"
 
     @property
@@ -84,8 +85,8 @@ class Settings:
         check_name(self.collection)  # a plain name: never a path out of the index folder
         if self.runtime not in RUNTIMES:
             raise ValueError(f"RAG_RUNTIME must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
-        if self.precision not in ("auto", "bf16", "f32"):
-            raise ValueError(f"RAG_PRECISION must be 'auto', 'bf16' or 'f32', not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"RAG_PRECISION must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
     def read_limits(self, max_mb: int | None = None):
         """What reading one file may cost (a :class:`rag.documents.ReadLimits`);

@@ -104,10 +104,7 @@ class _VisibleText:
                 raise _TooMuchText
             self.parts.append(data)
 
-    def comment(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
+    def close(self) -> None:  # the target interface's end of the stream; the text is in ``parts``
         pass
 
 

@@ -23,7 +23,6 @@ from rag.documents.refusals import UnreadableDocument, refusal, unreadable
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ReadLimits:
     """How much one file may cost: bytes on disk, characters of text, seconds

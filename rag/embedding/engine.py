@@ -19,9 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
+from rag.settings import PRECISIONS
+
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "bf16", "f32")
 ENGINES = ("openvino", "onnxruntime")
 
 

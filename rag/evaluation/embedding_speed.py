@@ -41,7 +41,7 @@ def embedding_variants(definition: Embedder, lean: OnnxEmbedder, texts: list[str
         variants.append(("sentence-transformers, bfloat16 autocast", autocast))
     ways = [("onnxruntime", "f32")] + [("openvino", p) for p in sorted({"f32", inference_precision("auto")})]
     for engine_name, precision in ways:
-        engine = OnnxEmbedder(definition, lean.export_dir, threads=lean.threads, engine=engine_name,
+        engine = OnnxEmbedder(definition, lean.export_dir, lean.tokenizer, threads=lean.threads, engine=engine_name,
                               precision=precision, compiled_cache=lean.compiled_cache)
         for batch_size in (16, 64):
             def run(batch: list[str], embedder: OnnxEmbedder = engine, size: int = batch_size) -> np.ndarray:
