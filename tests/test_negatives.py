@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from rag.evaluation.squad import QAExample, load_squad
-from rag.training.data import held_out
+from rag.training.splits import held_out
 from rag.training.negatives import load_entity_finder, swap_negatives, write_squad
 
 PIAF = ROOT.parent / "shared" / "datasets" / "piaf" / "piaf-v1.0.json"

@@ -21,7 +21,7 @@ from rag.answer import Pipeline
 from rag.documents import Document
 from rag.evaluation.reader import latency_percentiles
 from rag.evaluation.squad import QAExample, best_scores, load_squad
-from rag.training.data import held_out
+from rag.training.splits import held_out
 
 
 def load_examples(path: str | Path, held_out_only: bool, questions_from: str | Path | None) -> list[QAExample]:

@@ -16,10 +16,10 @@ def builtin_reader_path(cache_dir: Path, embedder_cache_dir: Path, deep: bool = 
     and the word embeddings of the built-in embedder (materialized if needed);
     ``deep`` checks the cached weights by hash rather than by size."""
     from rag.embedding.materialize import materialize_embedder
-    from rag.reader.assemble import assemble_reader
+    from rag.reader.assemble import assemble_model
 
     embedder = materialize_embedder(embedder_cache_dir, deep=deep)
-    return assemble_reader(Path(str(BUILTIN_READER)), embedder, cache_dir, deep)
+    return assemble_model(Path(str(BUILTIN_READER)), embedder, cache_dir, deep)
 
 
 def builtin_exports(settings: Settings, deep: bool = False) -> Path:

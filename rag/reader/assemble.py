@@ -1,5 +1,6 @@
-"""Assemble the full reader folder: the trained weights shipped in the package
-plus the frozen word embeddings of the materialized embedder."""
+"""Assemble a full model folder (the reader, the verifier): the trained weights
+shipped in the package plus the frozen word embeddings of the materialized
+embedder, which training left untouched."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,8 @@ log = logging.getLogger(__name__)
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 
-def assemble_reader(trained: Path, embedder: Path, target: Path, deep: bool = False) -> Path:
-    """A Hugging Face ``BertForQuestionAnswering`` folder at ``target``, reused
+def assemble_model(trained: Path, embedder: Path, target: Path, deep: bool = False) -> Path:
+    """A Hugging Face folder (its class named by ``trained``'s config) at ``target``, reused
     when made from these weights (its own file checked by hash when ``deep``)."""
     expected = {
         "trained_sha256": sha256_file(trained / "model.safetensors"),
@@ -27,7 +28,7 @@ def assemble_reader(trained: Path, embedder: Path, target: Path, deep: bool = Fa
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    log.info("Assembling the reader into %s", target)
+    log.info("Assembling %s into %s", trained.name, target)
     with staged_folder(target, expected) as staging:
         state = load_file(str(trained / "model.safetensors"))
         with safe_open(str(embedder / "model.safetensors"), framework="pt") as handle:

@@ -16,13 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from rag.evaluation.squad import QAExample, load_squad
+from rag.training.negatives import load_entity_finder
+from rag.training.negatives import swap_negatives as with_values_swapped
+from rag.training.splits import held_out
 
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
 CROSS_LINGUAL_CONTEXTS = ("de", "es", "ro", "tr", "vi")  # Latin-script contexts for English questions
-
-
-def held_out(example: QAExample) -> bool:
-    return example.article_index % 10 == 0
 
 
 SQUAD_EN = ("squad-en/dev-v1.1.json.gz", "squad-en/dev-v2.0.json.gz")
@@ -112,7 +111,6 @@ def load_mix(
     titles = {e.id: e.title for e in (*v11, *v20)}
     held_titles: set[str] = set()
 
-
     piaf = load_squad(data_dir / "piaf" / "piaf-v1.0.json")
     train += [e for e in piaf if not held_out(e)] * french_repeats
     evaluation["piaf"] = [e for e in piaf if held_out(e)]
@@ -172,9 +170,6 @@ def load_mix(
         for examples in (train_piaf, train_en):
             train += unanswerable_copies(examples, examples, same_article_negatives, hard, "sib", same_article=True)
     if swap_negatives:
-        from rag.training.negatives import load_entity_finder
-        from rag.training.negatives import swap_negatives as with_values_swapped
-
         finder, swaps = load_entity_finder(), random.Random(seed + 3)
         english = [e for e in squad_en_examples(v11, v20) if e.title not in held_titles] if squad_en else train_en
         train += with_values_swapped(train_piaf, finder, swap_negatives, swaps) * french_repeats

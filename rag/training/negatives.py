@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rag.evaluation.squad import QAExample, load_squad
+from rag.training.splits import held_out
 
 YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
@@ -121,8 +122,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", type=float, default=1.0, help="share of the questions to make a negative of")
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args(argv)
-    from rag.training.data import held_out
-
     examples = [e for e in load_squad(args.file) if not args.held_out or held_out(e)]
     negatives = swap_negatives(examples, load_entity_finder(), args.share, random.Random(args.seed))
     write_squad(negatives, args.out)

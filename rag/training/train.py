@@ -95,7 +95,7 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def load_exported(model, folder: Path) -> None:
-    """Load into ``model`` a reader exported by :func:`export_reader`, which
+    """Load into ``model`` a reader exported by :func:`export_trained`, which
     holds every weight but the frozen word embeddings (those are ``model``'s)."""
     from safetensors.torch import load_file
 
@@ -104,8 +104,9 @@ def load_exported(model, folder: Path) -> None:
         raise ValueError(f"{folder} is not a reader exported by this script (missing {missing})")
 
 
-def export_reader(model, target: Path, card: dict) -> None:
-    """Write the trained weights (all but the frozen word embeddings) in fp16."""
+def export_trained(model, target: Path, card: dict, architecture: str = "BertForQuestionAnswering",
+                   card_name: str = "reader.json") -> None:
+    """Write the trained weights (all but the frozen word embeddings) in fp16, the config and the card."""
     import torch
     from safetensors.torch import save_file
 
@@ -114,9 +115,9 @@ def export_reader(model, target: Path, card: dict) -> None:
     save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
     config.pop("dtype", None)
-    config["architectures"] = ["BertForQuestionAnswering"]
+    config["architectures"] = [architecture]
     (target / "config.json").write_text(json.dumps(config, indent=2))
-    (target / "reader.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+    (target / card_name).write_text(json.dumps(card, indent=2, ensure_ascii=False))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,17 +278,17 @@ def main(argv: list[str] | None = None) -> None:
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "minutes": round((time.time() - began) / 60, 1),
     }
-    export_reader(model, final, card)
+    export_trained(model, final, card)
     calibrate(final, Path(args.base), evaluation, device, out / "assembled")
 
 
 def calibrate(trained: Path, embedder: Path, evaluation: dict[str, list[QAExample]], device: str, work: Path) -> dict:
     """Score the exported reader on the held-out sets, fit its confidence
     calibration on them, and record both in its ``reader.json``."""
-    from rag.reader.assemble import assemble_reader
+    from rag.reader.assemble import assemble_model
     from rag.reader.reader import ExtractiveReader
 
-    reader = ExtractiveReader(str(assemble_reader(trained, embedder, work)), device=device)
+    reader = ExtractiveReader(str(assemble_model(trained, embedder, work)), device=device)
     predictions = {name: predict_all(reader, examples) for name, examples in evaluation.items()}
     calibration = fit_calibration([p for group in predictions.values() for p in group])
     card = json.loads((trained / "reader.json").read_text())

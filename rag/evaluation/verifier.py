@@ -1,0 +1,225 @@
+"""The verifier on held-out questions, and the fit of the answer's confidence.
+
+    python -m rag.evaluation.verifier runs/verifier                     # score the run's export
+    python -m rag.evaluation.verifier runs/verifier --write rag/models/verifier
+
+The reader's best spans on each held-out question (saved by the training run)
+are read again by the verifier; the margin and the verifier's logit are
+combined by a logistic model that ranks the spans, and a second one that
+calibrates the chosen span's confidence. Every figure is out of fold (five
+folds by question), so no question is scored by a model fitted on it; the
+models written with ``--write`` are fitted on all of them. One row per number
+of spans verified, against the reader's margin alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from rag.evaluation.squad import QAExample, best_scores
+from rag.training.verifier import auc, is_right, load_candidates
+
+log = logging.getLogger("rag.evaluation.verifier")
+
+BARS = (0.3, 0.4, 0.5, 0.6, 0.7)
+FOLDS = 5
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Weights (last: bias) of a logistic fit by Newton's method, lightly regularized;
+    a feature whose weight comes out negative is dropped (weight 0) and the rest refitted."""
+    keep = np.ones(features.shape[1], dtype=bool)
+    while True:
+        x = np.column_stack([features[:, keep], np.ones(len(features))])
+        theta = np.zeros(x.shape[1])
+        for _ in range(50):
+            p = 1 / (1 + np.exp(-np.clip(x @ theta, -60, 60)))
+            gradient = x.T @ (p - labels) / len(x) + 1e-4 * theta
+            hessian = (x * (p * (1 - p))[:, None]).T @ x / len(x) + 1e-4 * np.eye(x.shape[1])
+            theta -= np.linalg.solve(hessian, gradient)
+        weights = np.zeros(features.shape[1])
+        weights[keep] = theta[:-1]
+        if (weights >= 0).all():
+            return np.append(weights, theta[-1])
+        keep &= weights > 0
+
+
+class Question:
+    """A held-out question with its candidate spans' texts, margins, verifier logits and labels."""
+
+    def __init__(self, group: str, example: QAExample, spans: list[tuple[int, int, float]], logits: list[float]):
+        self.group, self.example = group, example
+        self.texts = [example.context[start:end] for start, end, _ in spans]
+        self.margins = np.array([margin for _, _, margin in spans], dtype=np.float64)
+        self.logits = np.array(logits, dtype=np.float64)
+        self.right = np.array([is_right(text, example) for text in self.texts], dtype=np.float64)
+
+
+def fit_confidence(questions: list[Question], spans: int) -> np.ndarray:
+    """(margin weight, verifier weight, bias): the ranking fit on every span,
+    then the chosen span's confidence recalibrated (a positive scale of the same logit)."""
+    features = np.concatenate([np.column_stack([q.margins[:spans], q.logits[:spans]]) for q in questions])
+    labels = np.concatenate([q.right[:spans] for q in questions])
+    ranking = fit_logistic(features, labels)
+    chosen = [int(np.argmax(np.column_stack([q.margins[:spans], q.logits[:spans]]) @ ranking[:2]))
+              for q in questions]
+    values = np.array([[np.dot(ranking[:2], (q.margins[i], q.logits[i]))] for q, i in zip(questions, chosen)])
+    scale = fit_logistic(values, np.array([q.right[i] for q, i in zip(questions, chosen)]))
+    return np.array([scale[0] * ranking[0], scale[0] * ranking[1], scale[0] * ranking[2] + scale[1]])
+
+
+def decide(question: Question, weights: np.ndarray | None, spans: int, reader_calibration) -> tuple[str, float, bool]:
+    """(answer span, its confidence, whether it is right) with ``weights``, or the reader alone when None."""
+    if not len(question.texts):
+        return "", 0.0, False
+    if weights is None:
+        return question.texts[0], reader_calibration.confidence(question.margins[0]), bool(question.right[0])
+    values = weights[0] * question.margins[:spans] + weights[1] * question.logits[:spans] + weights[2]
+    best = int(np.argmax(values))
+    return question.texts[best], float(1 / (1 + np.exp(-values[best]))), bool(question.right[best])
+
+
+def out_of_fold(questions: list[Question], spans: int | None, reader_calibration) -> list[tuple[str, float, bool]]:
+    """Each question's decision by a combination fitted on the other folds (the reader alone when ``spans`` is None)."""
+    if spans is None:
+        return [decide(q, None, 1, reader_calibration) for q in questions]
+    order = list(range(len(questions)))
+    random.Random(7).shuffle(order)
+    decisions: list = [None] * len(questions)
+    for fold in range(FOLDS):
+        test = set(order[fold::FOLDS])
+        weights = fit_confidence([q for i, q in enumerate(questions) if i not in test and len(q.texts)], spans)
+        for i in test:
+            decisions[i] = decide(questions[i], weights, spans, reader_calibration)
+    return decisions
+
+
+def trade_off(questions: list[Question], decisions, bar: float) -> tuple[float | None, float | None]:
+    """(share of unanswerable questions refused, F1 on answerable ones) at a confidence bar."""
+    refused, f1 = [], []
+    for q, (text, confidence, _) in zip(questions, decisions):
+        if q.example.answerable:
+            f1.append(best_scores(text if confidence >= bar else "", [t for t, _ in q.example.answers])[1])
+        else:
+            refused.append(confidence < bar)
+    return (round(float(np.mean(refused)), 3) if refused else None, round(float(np.mean(f1)), 3) if f1 else None)
+
+
+def refused_at_f1(questions: list[Question], decisions, floor: float = 0.75) -> float:
+    """The most unanswerable questions refused at any bar that keeps answerable F1 at ``floor`` or more."""
+    best = 0.0
+    for bar in np.linspace(0, 1, 201):
+        refused, f1 = trade_off(questions, decisions, float(bar))
+        if f1 is not None and f1 >= floor and refused is not None:
+            best = max(best, refused)
+    return round(best, 3)
+
+
+def reliability(decisions, bins: int = 10) -> tuple[float, list[dict]]:
+    """Expected calibration error of the chosen spans' confidence, and the table behind it."""
+    confidence = np.array([c for _, c, _ in decisions])
+    right = np.array([r for _, _, r in decisions], dtype=np.float64)
+    rows, error = [], 0.0
+    for low in np.arange(0, 1, 1 / bins):
+        inside = (confidence >= low) & (confidence < low + 1 / bins + (1e-9 if low + 1 / bins >= 1 else 0))
+        if inside.any():
+            rows.append({"confidence": f"{low:.1f}-{low + 1 / bins:.1f}", "questions": int(inside.sum()),
+                         "mean_confidence": round(float(confidence[inside].mean()), 3),
+                         "right": round(float(right[inside].mean()), 3)})
+            error += inside.sum() / len(confidence) * abs(confidence[inside].mean() - right[inside].mean())
+    return round(float(error), 4), rows
+
+
+def row(questions: list[Question], decisions) -> dict:
+    by_group: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_group.setdefault(q.group, []).append(i)
+
+    def part(*groups):
+        chosen = [i for g in groups for i in by_group.get(g, [])]
+        return [questions[i] for i in chosen], [decisions[i] for i in chosen]
+
+    squad = part("squad-en-v2")
+    result = {
+        "squad_v2_auc": round(auc(np.array([d[1] for d in squad[1]]), np.array([d[2] for d in squad[1]])), 4),
+        "squad_v2_refused_at_f1_0.75": refused_at_f1(*squad),
+        "squad_v2_refused/f1": {bar: trade_off(*squad, bar) for bar in BARS},
+    }
+    for name, groups in (("piaf_swap", ("piaf", "piaf-swap-negatives")),
+                         ("piaf_same_article", ("piaf", "piaf-same-article-negatives")),
+                         ("piaf_other_article", ("piaf", "piaf-negatives")),
+                         ("xquad_en_same_article", ("xquad-en", "xquad-en-same-article-negatives"))):
+        result[f"{name}_refused/f1@0.5"] = trade_off(*part(*groups), 0.5)
+    result["piaf_swap_auc"] = round(auc(*(np.array(v) for v in zip(*[(d[1], d[2]) for d in part(
+        "piaf", "piaf-swap-negatives")[1]]))), 4)
+    result["ece"], result["reliability"] = reliability(decisions)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="the training run's folder (its candidates.jsonl)")
+    parser.add_argument("--verifier", type=Path, help="an exported verifier (default: the run's final/)")
+    parser.add_argument("--data-dir", default=os.environ.get("RAG_DATASETS", "../shared/datasets"))
+    parser.add_argument("--seed", type=int, default=13, help="the training run's seed (the same held-out sets)")
+    parser.add_argument("--write", type=Path, metavar="FOLDER",
+                        help="record the chosen combination and the figures in FOLDER/verifier.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    from rag.embedding.materialize import sha256_file
+    from rag.reader import builtin_reader_calibration
+    from rag.reader.assemble import assemble_model
+    from rag.settings import Settings
+    from rag.training.data import load_mix
+    from rag.training.verifier import held_out_sets
+    from rag.verifier import Verifier
+
+    trained = args.verifier or args.run / "final"
+    settings = Settings.from_env()
+    card = json.loads((trained / "verifier.json").read_text())
+    recipe = card.get("recipe", {})
+    _, evaluation = load_mix(args.data_dir, args.seed, 1, recipe.get("same_article_negatives", 0.3), True,
+                             recipe.get("swap_negatives", 0.5))
+    held = held_out_sets(evaluation, args.seed)
+    candidates = load_candidates(args.run / "candidates.jsonl")
+    scores_file = args.run / f"held-out-logits-{sha256_file(trained / 'model.safetensors')[:12]}.json"
+    if scores_file.exists():
+        logits = json.loads(scores_file.read_text())
+    else:
+        verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")))
+        logits = {f"{name}/{e.id}": verifier.run(e.question, [(e.context, s, t) for s, t, _ in
+                                                              candidates.get((name, e.id), [])])
+                  for name, examples in held.items() for e in examples}
+        scores_file.write_text(json.dumps(logits))
+    questions = [Question(name, e, candidates.get((name, e.id), []), logits[f"{name}/{e.id}"])
+                 for name, examples in held.items() for e in examples]
+    calibration = builtin_reader_calibration()
+    table = {"reader margin alone": row(questions, out_of_fold(questions, None, calibration))}
+    for spans in (1, 2, 3, 5):
+        table[f"margin + verifier, {spans} span(s) verified"] = row(questions, out_of_fold(questions, spans,
+                                                                                           calibration))
+    print(json.dumps(table, indent=1))
+    if args.write:
+        def merit(spans: int):
+            figures = table[f"margin + verifier, {spans} span(s) verified"]
+            return figures["squad_v2_refused_at_f1_0.75"] + figures["piaf_swap_refused/f1@0.5"][0], -spans
+
+        spans = max((1, 2, 3, 5), key=merit)
+        weights = fit_confidence([q for q in questions if len(q.texts)], spans)
+        card["confidence"] = {"margin_weight": round(float(weights[0]), 6),
+                              "verifier_weight": round(float(weights[1]), 6), "bias": round(float(weights[2]), 6)}
+        card["verified_spans"] = spans
+        card["held_out"] = table
+        (args.write / "verifier.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+        log.info("wrote the combination for %d span(s) verified to %s", spans, args.write / "verifier.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Train the answerability verifier: a cross-encoder, started from the
+built-in reader's encoder, that reads the question and a candidate span
+marked in its sentence (:mod:`rag.verifier.inputs`) and scores "this span
+answers the question".
+
+    python -m rag.training.verifier --out runs/verifier     # again: resumes where it stopped
+
+Each stage is kept in the run folder, so a stopped run resumes:
+``candidates.jsonl`` (the reader's best spans on every training and held-out
+question, on the lean path, as answering runs it), ``checkpoint.pt`` and
+``train-log.jsonl`` (loss, and AUC on held-out SQuAD v2.0 questions, as
+training goes), and ``final/``, the exported verifier. Then
+``python -m rag.evaluation.verifier runs/verifier/final`` scores it on the
+held-out sets and fits the answer's confidence.
+
+Labels: a span is right when its F1 against a gold answer reaches 0.5; every
+span of an unanswerable question is wrong. Positives are the gold spans and
+the reader's right spans; negatives are the reader's spans on unanswerable
+questions (SQuAD v2.0's adversarial ones, swapped-value, same-article and
+other-article copies) and its wrong spans on answerable ones. The held-out
+articles of the reader's mix (:mod:`rag.training.data`) stay out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag.embedding.batching import padded_batch
+from rag.evaluation.squad import QAExample, f1_score
+from rag.training.data import french_and_english, load_mix
+from rag.training.negatives import load_entity_finder, swap_negatives
+from rag.training.train import FROZEN, batches, export_trained, save_atomic
+from rag.verifier.inputs import encode, marked_context
+
+log = logging.getLogger("rag.train.verifier")
+
+HELD_OUT_SETS = ("squad-en-v2", "piaf", "piaf-swap-negatives", "piaf-same-article-negatives", "piaf-negatives",
+                 "xquad-en", "xquad-en-same-article-negatives", "xquad-en-negatives")
+
+
+def is_right(text: str, example: QAExample) -> bool:
+    """The label: the span's F1 against a gold answer is at least 0.5."""
+    return example.answerable and max(f1_score(text, t) for t, _ in example.answers) >= 0.5
+
+
+def held_out_sets(evaluation: dict[str, list[QAExample]], seed: int) -> dict[str, list[QAExample]]:
+    """The held-out sets the verifier is chosen on, with PIAF's swapped-value negatives added."""
+    sets = dict(evaluation)
+    sets["piaf-swap-negatives"] = swap_negatives(evaluation["piaf"], load_entity_finder(), 1.0,
+                                                 random.Random(seed + 4))
+    return {name: sets[name] for name in HELD_OUT_SETS}
+
+
+def reader_candidates(reader, examples: list[QAExample], path: Path, top_k: int, group: str) -> None:
+    """Append the reader's ``top_k`` spans on each question's own paragraph to
+    ``path`` (JSON lines), skipping questions already there."""
+    done = set()
+    if path.exists():
+        with path.open(encoding="utf-8") as lines:
+            done = {(row["group"], row["id"]) for row in map(json.loads, lines)}
+    todo = [e for e in examples if (group, e.id) not in done]
+    began = time.time()
+    with path.open("a", encoding="utf-8") as out:
+        for count, example in enumerate(todo, 1):
+            spans = reader.run(example.question, [example.context], top_k=top_k)
+            out.write(json.dumps({"group": group, "id": example.id,
+                                  "spans": [[s.start, s.end, round(s.margin, 4)] for s in spans]}) + "\n")
+            if count % 500 == 0:
+                out.flush()
+                log.info("%s: %d of %d questions read (%.0f s)", group, count, len(todo), time.time() - began)
+
+
+def load_candidates(path: Path) -> dict[tuple[str, str], list[tuple[int, int, float]]]:
+    with path.open(encoding="utf-8") as lines:
+        return {(row["group"], row["id"]): [tuple(span) for span in row["spans"]] for row in map(json.loads, lines)}
+
+
+def training_inputs(examples: list[QAExample], candidates, spans_per_question: int) -> list[tuple[str, str, int]]:
+    """(question, marked context, label) for each example: the reader's best
+    spans, labelled, and its first gold span when the reader did not find it."""
+    inputs = []
+    for example in examples:
+        spans = candidates.get(("train", example.id), [])[:spans_per_question]
+        seen = set()
+        for start, end, _ in spans:
+            text = example.context[start:end]
+            inputs.append((example.question, marked_context(example.context, start, end), int(is_right(text, example))))
+            seen.add((start, end))
+        if example.answerable:
+            text, start = example.answers[0]
+            end = start + len(text)
+            if text and example.context[start:end] == text and (start, end) not in seen:
+                inputs.append((example.question, marked_context(example.context, start, end), 1))
+    return inputs
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a right span outscores a wrong one."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    if not len(positives) or not len(negatives):
+        return float("nan")
+    ranks = np.argsort(np.argsort(np.concatenate([positives, negatives]))) + 1
+    return float((ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2)
+                 / (len(positives) * len(negatives)))
+
+
+def collate(batch, pad_id: int):
+    import torch
+
+    ids, mask = padded_batch([ids for ids, _ in batch], pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(mask), torch.tensor([label for _, label in batch],
+                                                                        dtype=torch.float32)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("RAG_DATASETS", "../shared/datasets"))
+    parser.add_argument("--out", default="runs/verifier", help="run folder: candidates, checkpoint, log, export")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--warmup", type=float, default=0.06)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--swap-negatives", type=float, default=0.5, metavar="SHARE",
+                        help="share of PIAF and English questions also asked with a value swapped")
+    parser.add_argument("--same-article-negatives", type=float, default=0.3, metavar="SHARE",
+                        help="share of PIAF/XQuAD-en questions also asked of another paragraph of their article")
+    parser.add_argument("--spans", type=int, default=2, help="reader spans per training question")
+    parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="use only this many training questions, and of each held-out set (smoke runs)")
+    parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out AUC readings")
+    parser.add_argument("--max-minutes", type=float, default=0, help="stop (and checkpoint) after this long")
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    from rag.embedding.engine import cpu_has_fast_bf16
+    from rag.embedding.onnx_embedder import load_tokenizer
+    from rag.reader import builtin_exports, builtin_reader_path, make_onnx_reader
+    from rag.settings import Settings
+
+    hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_env()
+    torch.manual_seed(args.seed)
+
+    train, evaluation = load_mix(args.data_dir, args.seed, 1, args.same_article_negatives, True, args.swap_negatives)
+    train = list({e.id: e for e in french_and_english(train, args.data_dir)}.values())
+    if args.limit:
+        train = train[: args.limit]
+    held = held_out_sets(evaluation, args.seed)
+    if args.limit:
+        held = {name: examples[: args.limit] for name, examples in held.items()}
+    log.info("%d training questions (%d unanswerable); held out: %s (%.0f s)", len(train),
+             sum(not e.answerable for e in train), {k: len(v) for k, v in held.items()}, time.time() - began)
+
+    candidates_file = out / "candidates.jsonl"
+    reader = make_onnx_reader(settings, builtin_exports(settings))
+    for name, examples in held.items():
+        reader_candidates(reader, examples, candidates_file, args.held_out_spans, name)
+    reader_candidates(reader, train, candidates_file, args.spans, "train")
+    candidates = load_candidates(candidates_file)
+    tokenizer = load_tokenizer(settings.embedder_cache_dir)
+    pad_id = tokenizer.token_to_id("<pad>")
+
+    rows = training_inputs(train, candidates, args.spans)
+    features = []
+    for begin in range(0, len(rows), 512):
+        chunk = rows[begin: begin + 512]
+        for (question, context, label) in chunk:
+            features.append((encode(tokenizer, question, [context])[0], label))
+    log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
+             sum(label for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
+
+    # The learning curve's yardstick: the reader's best span on 400 held-out SQuAD v2.0 questions.
+    curve = []
+    for example in held["squad-en-v2"][:400]:
+        spans = candidates.get(("squad-en-v2", example.id), [])
+        if spans:
+            start, end, _ = spans[0]
+            curve.append((encode(tokenizer, example.question, [marked_context(example.context, start, end)])[0],
+                          int(is_right(example.context[start:end], example))))
+
+    reader_folder = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(str(reader_folder), num_labels=1,
+                                                               dtype=torch.float32)
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps_per_epoch = len(features) // args.batch_size
+    total_steps = max(1, int(steps_per_epoch * args.epochs))
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
+    warmup = int(total_steps * args.warmup)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
+    step, checkpoint = 0, out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        log.info("resumed at step %d of %d", step, total_steps)
+
+    def save_checkpoint() -> None:
+        trained = {k: v for k, v in model.state_dict().items() if k != FROZEN}
+        save_atomic({"model": trained, "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "step": step}, checkpoint)
+
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16())
+
+    def held_out_auc() -> float:
+        model.eval()
+        scores = []
+        with torch.inference_mode(), autocast:
+            for begin in range(0, len(curve), 64):
+                ids, mask, _ = collate(curve[begin: begin + 64], pad_id)
+                scores += model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
+        model.train()
+        return auc(np.array(scores), np.array([label for _, label in curve]))
+
+    loss_function = torch.nn.BCEWithLogitsLoss()
+    log_file = open(out / "train-log.jsonl", "a")
+    if step == 0:
+        log_file.write(json.dumps({"step": 0, "held_out_auc": round(held_out_auc(), 4)}) + "\n")
+    model.train()
+    running, stopped_early = [], False
+    while step < total_steps and not stopped_early:
+        epoch, skip = divmod(step, steps_per_epoch)
+        for index, batch in enumerate(batches(features, args.batch_size, epoch, args.seed)):
+            if index < skip:
+                continue
+            ids, mask, labels = collate(batch, pad_id)
+            with autocast:
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, 0].float()
+            loss = loss_function(logits, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running.append(loss.item())
+            if step % 50 == 0 or step == total_steps:
+                entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": round(float(np.mean(running)), 4),
+                         "lr": scheduler.get_last_lr()[0], "minutes": round((time.time() - began) / 60, 2)}
+                if step % args.eval_every == 0 or step == total_steps:
+                    entry["held_out_auc"] = round(held_out_auc(), 4)
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+                log.info("%s", entry)
+                running = []
+            if step % args.checkpoint_every == 0:
+                save_checkpoint()
+            if (args.max_minutes and time.time() - began > args.max_minutes * 60) or step >= total_steps:
+                stopped_early = step < total_steps
+                break
+    save_checkpoint()
+    if stopped_early:
+        log.info("time limit reached at step %d of %d; run again to resume", step, total_steps)
+        return
+    card = {
+        "base": "the built-in reader's encoder (multilingual-e5-small fine-tuned for extractive QA)",
+        "frozen": [FROZEN],
+        "training_questions": len(train),
+        "training_inputs": len(features),
+        "right_inputs": sum(label for _, label in features),
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "out", "threads", "max_minutes")},
+        "steps": step,
+        "bf16_autocast": cpu_has_fast_bf16(),
+        "minutes": round((time.time() - began) / 60, 1),
+    }
+    export_trained(model, out / "final", card, "BertForSequenceClassification", "verifier.json")
+    log.info("exported to %s", out / "final")
+
+
+if __name__ == "__main__":
+    main()
