@@ -94,6 +94,38 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(temporary, path)
 
 
+def optimizer_and_schedule(trainable, lr: float, total_steps: int, warmup_share: float):
+    """AdamW and a linear warm-up then linear decay over ``total_steps``."""
+    import torch
+
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
+    warmup = int(total_steps * warmup_share)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
+    return optimizer, scheduler
+
+
+def resume(checkpoint: Path, model, optimizer, scheduler, device: str = "cpu") -> int:
+    """Load a checkpoint written by :func:`save_checkpoint` when there is one; the step to go on from."""
+    import torch
+
+    if not checkpoint.exists():
+        return 0
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"]
+
+
+def save_checkpoint(checkpoint: Path, model, optimizer, scheduler, step: int) -> None:
+    """The trained weights (not the frozen word embeddings), the optimizer and schedule, and the step."""
+    trained = {k: v for k, v in model.state_dict().items() if k != FROZEN}
+    save_atomic({"model": trained, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "step": step}, checkpoint)
+
+
 def load_exported(model, folder: Path) -> None:
     """Load into ``model`` a reader exported by :func:`export_trained`, which
     holds every weight but the frozen word embeddings (those are ``model``'s)."""
@@ -194,12 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = len(features) // args.batch_size
     total_steps = max(1, int(steps_per_epoch * args.epochs))
-    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
-    warmup = int(total_steps * args.warmup)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
-    step = 0
+    optimizer, scheduler = optimizer_and_schedule(trainable, args.lr, total_steps, args.warmup)
     checkpoint = out / "checkpoint.pt"
     teacher = None
     if args.init and not checkpoint.exists():
@@ -209,18 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         teacher = AutoModelForQuestionAnswering.from_pretrained(args.base, dtype=torch.float32).to(device)
         load_exported(teacher, Path(args.init))
         teacher.eval().requires_grad_(False)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
+    step = resume(checkpoint, model, optimizer, scheduler, device)
+    if step:
         log.info("resumed at step %d of %d", step, total_steps)
-
-    def save_checkpoint() -> None:
-        trained = {k: v for k, v in model.state_dict().items() if k != FROZEN}
-        save_atomic({"model": trained, "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "step": step}, checkpoint)
 
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     model.train()
@@ -255,13 +273,13 @@ def main(argv: list[str] | None = None) -> None:
                 log.info("%s", entry)
                 running = []
             if step % args.checkpoint_every == 0:
-                save_checkpoint()
+                save_checkpoint(checkpoint, model, optimizer, scheduler, step)
             if args.max_minutes and time.time() - began > args.max_minutes * 60:
                 stopped_early = True
                 break
             if step >= total_steps:
                 break
-    save_checkpoint()
+    save_checkpoint(checkpoint, model, optimizer, scheduler, step)
     if stopped_early:
         log.info("time limit reached at step %d of %d; exporting now, run again to resume", step, total_steps)
 

@@ -36,7 +36,8 @@ from rag.embedding.batching import padded_batch
 from rag.evaluation.squad import QAExample, f1_score
 from rag.training.data import french_and_english, load_mix
 from rag.training.negatives import load_entity_finder, swap_negatives
-from rag.training.train import FROZEN, batches, export_trained, save_atomic
+from rag.training.train import (FROZEN, batches, export_trained, optimizer_and_schedule, resume,
+                                save_checkpoint)
 from rag.verifier.inputs import encode, marked_context
 
 log = logging.getLogger("rag.train.verifier")
@@ -181,11 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     pad_id = tokenizer.token_to_id("<pad>")
 
     rows = training_inputs(train, candidates, args.spans)
-    features = []
-    for begin in range(0, len(rows), 512):
-        chunk = rows[begin: begin + 512]
-        for (question, context, label) in chunk:
-            features.append((encode(tokenizer, question, [context])[0], label))
+    features = [(encode(tokenizer, question, [context])[0], label) for question, context, label in rows]
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
              sum(label for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
 
@@ -205,24 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = len(features) // args.batch_size
     total_steps = max(1, int(steps_per_epoch * args.epochs))
-    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
-    warmup = int(total_steps * args.warmup)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
-    step, checkpoint = 0, out / "checkpoint.pt"
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
+    optimizer, scheduler = optimizer_and_schedule(trainable, args.lr, total_steps, args.warmup)
+    checkpoint = out / "checkpoint.pt"
+    step = resume(checkpoint, model, optimizer, scheduler)
+    if step:
         log.info("resumed at step %d of %d", step, total_steps)
-
-    def save_checkpoint() -> None:
-        trained = {k: v for k, v in model.state_dict().items() if k != FROZEN}
-        save_atomic({"model": trained, "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "step": step}, checkpoint)
 
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16())
 
@@ -268,11 +252,11 @@ def main(argv: list[str] | None = None) -> None:
                 log.info("%s", entry)
                 running = []
             if step % args.checkpoint_every == 0:
-                save_checkpoint()
+                save_checkpoint(checkpoint, model, optimizer, scheduler, step)
             if (args.max_minutes and time.time() - began > args.max_minutes * 60) or step >= total_steps:
                 stopped_early = step < total_steps
                 break
-    save_checkpoint()
+    save_checkpoint(checkpoint, model, optimizer, scheduler, step)
     if stopped_early:
         log.info("time limit reached at step %d of %d; run again to resume", step, total_steps)
         return
