@@ -31,6 +31,9 @@ class Settings:
     top_k: int = 4  # passages the reader reads
     candidates: int = 10  # passages each retriever proposes before fusion
     min_confidence: float = 0.5  # answer only when the calibrated confidence reaches this
+    # The built-in verifier reads this many of the reader's best spans again, and the answer's
+    # confidence combines its score with the reader's (rag/verifier/); 0 answers on the reader's alone.
+    verified_spans: int = 3
     # Ranking answers across passages: the reader's margin plus this many times the
     # question-passage cosine (chosen on held-out documents for the built-in reader).
     similarity_weight: float = 100.0
@@ -67,6 +70,10 @@ class Settings:
     @property
     def reader_cache_dir(self) -> Path:
         return self.cache_dir / "reader"
+
+    @property
+    def verifier_cache_dir(self) -> Path:
+        return self.cache_dir / "verifier"
 
     @property
     def export_cache_dir(self) -> Path:

@@ -1,8 +1,8 @@
-"""ONNX exports of the built-in embedder and reader, for a query path that
+"""ONNX exports of the built-in embedder, reader and verifier, for a query path that
 needs neither torch nor transformers (an ONNX engine and ``tokenizers`` only:
 onnxruntime or OpenVINO, :mod:`rag.embedding.engine`).
 
-Both models were made from one encoder and share its 250k-row word-embedding
+The three models were made from one encoder and share its 250k-row word-embedding
 table, so the table is taken out of the graphs: it is stored once, fp16, as a
 NumPy file that the query path maps into memory, and each graph takes the
 looked-up rows (``inputs_embeds``) and the attention mask. The folder is
@@ -23,19 +23,21 @@ from rag.embedding.materialize import read_manifest, sha256_file, staging_folder
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "exported.json"
-EMBEDDER, READER, WORD_EMBEDDINGS = "embedder.onnx", "reader.onnx", "word_embeddings.npy"
-FILES = (EMBEDDER, READER, WORD_EMBEDDINGS)
+EMBEDDER, READER, VERIFIER = "embedder.onnx", "reader.onnx", "verifier.onnx"
+WORD_EMBEDDINGS = "word_embeddings.npy"
+FILES = (EMBEDDER, READER, VERIFIER, WORD_EMBEDDINGS)
 OPSET = 17
 
 
-def export_identity(embedder_dir: Path, reader_dir: Path) -> dict:
+def export_identity(embedder_dir: Path, reader_dir: Path, verifier_dir: Path) -> dict:
     """What the exports are made from: the materialized models' weight hashes."""
     return {
         "format_version": FORMAT_VERSION,
         "embedder_sha256": (read_manifest(embedder_dir) or {}).get("weights_sha256"),
         "reader_sha256": (read_manifest(reader_dir) or {}).get("weights_sha256"),
+        "verifier_sha256": (read_manifest(verifier_dir) or {}).get("weights_sha256"),
     }
 
 
@@ -60,26 +62,28 @@ def exports_verified(folder: Path, expected: dict, deep: bool = False) -> bool:
     return True
 
 
-def export_models(embedder_dir: Path, reader_dir: Path, target: Path, deep: bool = False) -> Path:
-    """The ONNX folder at ``target`` for these two models, exported unless
+def export_models(embedder_dir: Path, reader_dir: Path, verifier_dir: Path, target: Path,
+                  deep: bool = False) -> Path:
+    """The ONNX folder at ``target`` for these three models, exported unless
     already there (checked by size, or by hash when ``deep``)."""
-    expected = export_identity(embedder_dir, reader_dir)
+    expected = export_identity(embedder_dir, reader_dir, verifier_dir)
     if None in expected.values():
-        raise ValueError(f"{embedder_dir} and {reader_dir} must be materialized models (with their manifests)")
+        raise ValueError(f"{embedder_dir}, {reader_dir} and {verifier_dir} must be materialized models "
+                         "(with their manifests)")
     if exports_verified(target, expected, deep):
         return target
-    log.info("Exporting the embedder and reader to ONNX in %s", target)
+    log.info("Exporting the embedder, reader and verifier to ONNX in %s", target)
     with staging_folder(target) as staging:
-        _export(embedder_dir, reader_dir, staging)
+        _export(embedder_dir, reader_dir, verifier_dir, staging)
         files = {name: {"bytes": (staging / name).stat().st_size, "sha256": sha256_file(staging / name)}
                  for name in FILES}
         (staging / MANIFEST).write_text(json.dumps({**expected, "files": files}, indent=2))
     return target
 
 
-def _export(embedder_dir: Path, reader_dir: Path, out: Path) -> None:
+def _export(embedder_dir: Path, reader_dir: Path, verifier_dir: Path, out: Path) -> None:
     import torch
-    from transformers import AutoModel, AutoModelForQuestionAnswering
+    from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     from rag.embedding.weights import compute_in_fp32
@@ -91,11 +95,14 @@ def _export(embedder_dir: Path, reader_dir: Path, out: Path) -> None:
     encoder = AutoModel.from_pretrained(str(embedder_dir), dtype="auto", attn_implementation="eager")
     reader = AutoModelForQuestionAnswering.from_pretrained(str(reader_dir), dtype="auto",
                                                            attn_implementation="eager")
+    verifier = AutoModelForSequenceClassification.from_pretrained(str(verifier_dir), dtype="auto",
+                                                                  attn_implementation="eager")
     table = encoder.get_input_embeddings().weight.detach()
-    if not torch.equal(table, reader.get_input_embeddings().weight.detach()):
-        raise ValueError("the reader does not share the embedder's word embeddings")
+    for name, model in (("reader", reader), ("verifier", verifier)):
+        if not torch.equal(table, model.get_input_embeddings().weight.detach()):
+            raise ValueError(f"the {name} does not share the embedder's word embeddings")
     np.save(out / WORD_EMBEDDINGS, table.numpy())
-    for model in (encoder, reader):
+    for model in (encoder, reader, verifier):
         compute_in_fp32(model)
         model.eval()
 
@@ -115,7 +122,8 @@ def _export(embedder_dir: Path, reader_dir: Path, out: Path) -> None:
                torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]))
     axes = {0: "batch", 1: "tokens"}
     for model, name, outputs in ((encoder, EMBEDDER, ["last_hidden_state"]),
-                                 (reader, READER, ["start_logits", "end_logits"])):
+                                 (reader, READER, ["start_logits", "end_logits"]),
+                                 (verifier, VERIFIER, ["logits"])):
         # The tracer warns about every Python-level branch; the exports are
         # checked against the models themselves by the tests instead.
         with torch.no_grad(), warnings.catch_warnings():

@@ -23,12 +23,14 @@ def builtin_reader_path(cache_dir: Path, embedder_cache_dir: Path, deep: bool = 
 
 
 def builtin_exports(settings: Settings, deep: bool = False) -> Path:
-    """The ONNX exports of the built-in embedder and reader, made from the
-    materialized models when missing (torch is imported only then)."""
+    """The ONNX exports of the built-in embedder, reader and verifier, made
+    from the materialized models when missing (torch is imported only then)."""
     from rag.embedding.onnx_export import export_models
+    from rag.verifier import builtin_verifier_path
 
     reader = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir, deep=deep)
-    return export_models(settings.embedder_cache_dir, reader, settings.export_cache_dir, deep=deep)
+    verifier = builtin_verifier_path(settings.verifier_cache_dir, settings.embedder_cache_dir, deep=deep)
+    return export_models(settings.embedder_cache_dir, reader, verifier, settings.export_cache_dir, deep=deep)
 
 
 def builtin_reader_calibration() -> Calibration:

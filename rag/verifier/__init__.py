@@ -1,7 +1,57 @@
 """Verifier: a second reading of the reader's best spans, so that a span the
-document does not support can be refused rather than answered with confidence."""
+document does not support is refused rather than answered with confidence."""
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+from rag.reader.reader import Span
+from rag.settings import Settings
+from rag.verifier.confidence import CombinedConfidence
 from rag.verifier.verifier import Verifier
 
-__all__ = ["Verifier"]
+BUILTIN_VERIFIER = resources.files("rag.models").joinpath("verifier")
+
+
+def builtin_verifier_path(cache_dir: Path, embedder_cache_dir: Path, deep: bool = False) -> Path:
+    """The built-in verifier, assembled in the cache from the packaged weights
+    and the built-in embedder's word embeddings."""
+    from rag.embedding.materialize import materialize_embedder
+    from rag.reader.assemble import assemble_model
+
+    embedder = materialize_embedder(embedder_cache_dir, deep=deep)
+    return assemble_model(Path(str(BUILTIN_VERIFIER)), embedder, cache_dir, deep)
+
+
+def builtin_confidence() -> CombinedConfidence:
+    """The combination of margin and verifier score fitted on held-out questions."""
+    return CombinedConfidence(**json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())["confidence"])
+
+
+def make_onnx_verifier(settings: Settings, exports: Path, tokenizer, word_embeddings) -> Verifier:
+    """The built-in verifier on the settings' ONNX engine, sharing the embedder's tokenizer and table."""
+    from rag.verifier.onnx_verifier import OnnxVerifier
+
+    return OnnxVerifier(exports, tokenizer, word_embeddings, settings.reader_threads or None, settings.engine,
+                        settings.precision, settings.compiled_cache_dir)
+
+
+def make_verifier(settings: Settings, tokenizer=None) -> Verifier:
+    """The built-in verifier through transformers (the torch path)."""
+    path = builtin_verifier_path(settings.verifier_cache_dir, settings.embedder_cache_dir)
+    return Verifier(str(path), tokenizer=tokenizer, threads=settings.reader_threads or None)
+
+
+def verified(spans: list[Span], logits: list[float], confidence: CombinedConfidence) -> list[Span]:
+    """The spans with the combined confidence, most confident first."""
+    if len(spans) != len(logits):
+        raise ValueError("one verifier score per span is needed")
+    rescored = [replace(span, confidence=confidence.confidence(span.margin, logit))
+                for span, logit in zip(spans, logits)]
+    return sorted(rescored, key=lambda span: span.confidence, reverse=True)
+
+
+__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_verifier_path", "make_onnx_verifier",
+           "make_verifier", "verified"]
