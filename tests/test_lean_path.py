@@ -76,7 +76,7 @@ def test_each_engine_in_f32_answers_the_readme_example(pipeline, runtime):
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert "Arthur Mensch" in answer["text"] and answer["score"] >= pipeline.settings.min_confidence
+    assert "Arthur Mensch" in answer["text"] and answer["score"] >= pipeline.min_confidence
     if runtime == "openvino":
         assert any(pipeline.settings.compiled_cache_dir.glob("*.blob"))  # compiled once, loaded after
 
@@ -126,7 +126,7 @@ def test_a_cold_answer_imports_neither_torch_nor_transformers(pipeline):
 def test_damaged_exports_are_detected(pipeline, tmp_path):
     settings = pipeline.settings
     folder = shutil.copytree(settings.export_cache_dir, tmp_path / "exports")
-    expected = export_identity(settings.embedder_cache_dir, settings.reader_cache_dir)
+    expected = export_identity(settings.embedder_cache_dir, settings.reader_cache_dir, settings.verifier_cache_dir)
     assert exports_verified(folder, expected, deep=True)
     assert not exports_verified(folder, {**expected, "reader_sha256": "another reader"})
     with open(folder / READER, "r+b") as model:
