@@ -13,14 +13,14 @@ from pathlib import Path
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
 from rag.index import CollectionBusy, StorageError
-from rag.settings import BUILTIN, PRECISIONS, RUNTIMES, Settings
+from rag.settings import BUILTIN, PRECISIONS, READER_MIN_CONFIDENCE, RUNTIMES, Settings
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
         top_k=args.top_k, min_confidence=args.min_confidence, similarity_weight=args.similarity_weight,
-        runtime=args.runtime, precision=args.precision, collection=args.collection,
+        verified_spans=args.verified_spans, runtime=args.runtime, precision=args.precision, collection=args.collection,
     )
 
 
@@ -206,7 +206,8 @@ def command_eval_squad(args) -> int:
     calibration = reader.calibration if settings.reader == BUILTIN else None
     has_unanswerable = any(not e.answerable for e in examples)
     predictions = predict_all(reader, examples)
-    result = score(predictions, calibration if has_unanswerable else None, settings.min_confidence)
+    bar = READER_MIN_CONFIDENCE if settings.min_confidence is None else settings.min_confidence
+    result = score(predictions, calibration if has_unanswerable else None, bar)
     if has_unanswerable and calibration is not None and any(e.answerable for e in examples):
         result["trade_off"] = trade_off(predictions, calibration)
     print_result(result, args.json)
@@ -317,7 +318,11 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
                          "bf16 or f32 (RAG_PRECISION)", **unset)
     options.add_argument("--top-k", type=int, help="passages the reader reads (RAG_TOP_K)", **unset)
     options.add_argument("--min-confidence", type=float,
-                         help="answer only above this confidence (RAG_MIN_CONFIDENCE)", **unset)
+                         help="answer only from this confidence up; default: the held-out bar of the confidence "
+                         "in use (RAG_MIN_CONFIDENCE)", **unset)
+    options.add_argument("--verified-spans", type=int,
+                         help="the reader's best spans the verifier reads again; 0: the reader's confidence alone "
+                         "(RAG_VERIFIED_SPANS)", **unset)
     options.add_argument("--similarity-weight", type=float,
                          help="weight of question-passage similarity when ranking answers (RAG_SIMILARITY_WEIGHT)",
                          **unset)

@@ -216,5 +216,5 @@ def test_language_detection():
 def test_the_reader_refuses_what_the_article_does_not_say(pipeline, question):
     answer = pipeline.run(question)
     assert not answer.answered and answer.text == "" and answer.start is None
-    assert answer.score >= 1 - pipeline.settings.min_confidence  # its confidence that the article does not say
+    assert answer.score >= 1 - pipeline.min_confidence  # its confidence that the article does not say
     assert answer.sources  # the passages it read before refusing

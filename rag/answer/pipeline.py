@@ -26,7 +26,9 @@ from rag.index import DEFAULT_COLLECTION, AddReport, Collection, PassageIndex, S
 from rag.index.collection import Progress
 from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
-from rag.settings import BUILTIN, Settings
+from rag.settings import BUILTIN, READER_MIN_CONFIDENCE, Settings
+from rag.verifier import (CombinedConfidence, Verifier, builtin_confidence, builtin_refusal_bar, make_onnx_verifier,
+                          make_verifier, verified)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ class Pipeline:
         self.collection = Collection(collection_folder(self.settings.index_dir, name), self.splitter, embedder,
                                      flat_limit=self.settings.hnsw_above)
         self.reader: ExtractiveReader | None = None
+        self.verifier: Verifier | None = None  # the built-in reader's spans only: the confidence was fitted on them
+        self.confidence: CombinedConfidence | None = None
         self.retriever: HybridRetriever | None = None
         self._lock = threading.Lock()
 
@@ -196,7 +200,7 @@ class Pipeline:
             self.retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
 
     def load_models(self) -> None:
-        """The embedder and the reader, without the index (to share them with another pipeline)."""
+        """The embedder, the reader and the verifier, without the index (to share them with another pipeline)."""
         with self._lock:
             self._load_models()
 
@@ -234,8 +238,20 @@ class Pipeline:
         self.reload()
         return removed
 
+    @property
+    def verifies(self) -> bool:
+        """Whether answers are read again by the built-in verifier (built-in models, ``verified_spans`` > 0)."""
+        return self.settings.verified_spans > 0 and self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
+
+    @property
+    def min_confidence(self) -> float:
+        """The refusal bar: the ``min_confidence`` setting, else the bar that goes with the confidence in use."""
+        if self.settings.min_confidence is not None:
+            return self.settings.min_confidence
+        return builtin_refusal_bar() if self.verifies else READER_MIN_CONFIDENCE
+
     def _load_models(self) -> None:
-        """The embedder, then the reader unless one is already set (the caller holds the lock)."""
+        """The embedder, then the reader and the verifier unless already set (the caller holds the lock)."""
         if self.settings.lean:
             self._load_lean_models()
             return
@@ -243,11 +259,17 @@ class Pipeline:
         if self.reader is not None:
             return
         builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
-        # The built-in reader was made from the built-in embedder: same tokenizer, same (frozen) embeddings.
+        # The built-in reader and verifier were made from the built-in embedder: same tokenizer, same
+        # (frozen) word embeddings, kept once in memory.
         reader = make_reader(self.settings, tokenizer=self.embedder.tokenizer if builtin else None)
         reader.warm_up()
         if builtin and share_word_embeddings(self.embedder.transformer, reader.model):
             log.info("The reader shares the embedder's word embeddings")
+        if self.verifies:
+            verifier = make_verifier(self.settings, tokenizer=self.embedder.tokenizer)
+            verifier.warm_up()
+            share_word_embeddings(self.embedder.transformer, verifier.model)
+            self.verifier, self.confidence = verifier, builtin_confidence()
         self.reader = reader
 
     def _load_lean_models(self) -> None:
@@ -256,8 +278,13 @@ class Pipeline:
             return
         exports = builtin_exports(self.settings)  # before the embedder loads them
         self.embedder.warm_up()
-        reader = make_onnx_reader(self.settings, exports, self.embedder.tokenizer, self.embedder.word_embeddings)
+        tokenizer, table = self.embedder.tokenizer, self.embedder.word_embeddings
+        reader = make_onnx_reader(self.settings, exports, tokenizer, table)
         reader.warm_up()
+        if self.verifies:
+            verifier = make_onnx_verifier(self.settings, exports, tokenizer, table)
+            verifier.warm_up()
+            self.verifier, self.confidence = verifier, builtin_confidence()
         self.reader = reader
 
     def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:
@@ -266,7 +293,7 @@ class Pipeline:
         self.load_models()
         other = Pipeline(replace(self.settings, index_dir=Path(index_dir)), documents)
         other.embedder = self.embedder
-        other.reader = self.reader
+        other.reader, other.verifier, other.confidence = self.reader, self.verifier, self.confidence
         return other
 
     def run(self, question: str, history: list[str] | None = None) -> Answer:
@@ -292,12 +319,16 @@ class Pipeline:
             for p in passages
         ]
         priors = [self.settings.similarity_weight * p.similarity for p in passages]
-        spans = self.reader.run(question, [s.text for s in sources], top_k=1, passage_priors=priors)
+        spans = self.reader.run(question, [s.text for s in sources], top_k=max(1, self.settings.verified_spans)
+                                if self.verifier else 1, passage_priors=priors)
+        if spans and self.verifier is not None:
+            logits = self.verifier.run(question, [(sources[s.passage_index].text, s.start, s.end) for s in spans])
+            spans = verified(spans, logits, self.confidence)
         answer = Answer(question=question, text="", score=1.0, sources=sources,
                         language=detect_language(question), warnings=warnings)
         if spans:
             best = spans[0]
-            if best.confidence >= self.settings.min_confidence:
+            if best.confidence >= self.min_confidence:
                 source = sources[best.passage_index]
                 answer.text = best.text
                 answer.start = source.start + best.start

@@ -30,6 +30,12 @@ def builtin_confidence() -> CombinedConfidence:
     return CombinedConfidence(**json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())["confidence"])
 
 
+def builtin_refusal_bar() -> float:
+    """The confidence bar for the combined confidence: the highest that keeps held-out
+    answerable F1 at both floors (``python -m rag.evaluation.verifier --write``)."""
+    return float(json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())["min_confidence"])
+
+
 def make_onnx_verifier(settings: Settings, exports: Path, tokenizer, word_embeddings) -> Verifier:
     """The built-in verifier on the settings' ONNX engine, sharing the embedder's tokenizer and table."""
     from rag.verifier.onnx_verifier import OnnxVerifier
@@ -53,5 +59,5 @@ def verified(spans: list[Span], logits: list[float], confidence: CombinedConfide
     return sorted(rescored, key=lambda span: span.confidence, reverse=True)
 
 
-__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_verifier_path", "make_onnx_verifier",
+__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_refusal_bar", "builtin_verifier_path", "make_onnx_verifier",
            "make_verifier", "verified"]
