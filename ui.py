@@ -406,21 +406,20 @@ def launch(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Start the web chat.")
+    from rag.cli import settings_from, shared_options
+
+    parser = argparse.ArgumentParser(description="Start the web chat. Its options are the rag command's.",
+                                     parents=[shared_options(as_defaults=True)])
     parser.add_argument("--host", default=os.environ.get("RAG_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("RAG_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public share link")
-    parser.add_argument("--collection", help="the collection to answer from and add to (RAG_COLLECTION; "
-                        "default: 'default', which holds the embedded article)")
-    parser.add_argument("--document", dest="documents", action="append", default=[],
-                        help="answer from this file alone (repeatable), without the Documents panel's changes")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if args.documents and args.collection:
         parser.error("--document answers from the given files alone; add files to a collection instead")
     try:
-        settings = Settings.from_env(collection=args.collection)
-        documents = [read_document(path, limits=settings.read_limits()) for path in args.documents]
+        settings = settings_from(args)
+        documents = [read_document(path, limits=settings.read_limits()) for path in args.documents or []]
         pipeline = Pipeline(settings, documents or None)
     except (OSError, ValueError) as error:
         parser.error(str(error))

@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from rag.cli import shared_options
 from rag.evaluation.squad import normalize_answer
 from ui import EXAMPLES
 
@@ -514,3 +517,12 @@ def test_an_empty_collection_is_answered_with_the_message(pipeline, tmp_path):
     assert "La collection 'vide' n'a pas encore de document" in html.unescape(french)
     assert "Collection 'vide' has no documents yet" in html.unescape(english)
     assert "has no documents yet" in str(error.value)
+
+
+def test_the_chat_takes_the_rag_commands_options():
+    """One set of flags everywhere: each option of ``rag ask`` is also ``python ui.py``'s."""
+    result = subprocess.run([sys.executable, "ui.py", "--help"], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    flags = {flag for action in shared_options(as_defaults=True)._actions for flag in action.option_strings}
+    assert flags - {"-h", "--help"} and all(flag in result.stdout for flag in flags)
