@@ -261,6 +261,16 @@ class ChatApp:
         )
         return f"<div class='rag-docs'><ul>{items}</ul></div>"
 
+    def visit(self):
+        """A page opened: the panel as the collection is now, read again first if another
+        process changed it (a document added with ``rag add`` is listed and answered from)."""
+        if self.ready.is_set() and self.error is None:
+            try:
+                self.pipeline.refresh()
+            except Exception:  # the panel still shows what is listed; answers come from the index loaded
+                log.exception("reading collection %s again failed", self.pipeline.collection.name)
+        return self.panel()
+
     def panel(self, status: str = ""):
         """The panel's contents after a change: header, list, the choices to remove, the status line."""
         entries = self.entries()
@@ -380,6 +390,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                               concurrency_id="upload", **private)
                 remove.click(chat.remove_document, chosen, panel_outputs, concurrency_limit=1,
                              concurrency_id="writer", **private)
+                # each visit lists the collection as it is now, not as it was when the server started
+                app.load(chat.visit, None, panel_outputs, concurrency_limit=1, concurrency_id="writer", **private)
 
         # Two answers at a time suit a 2-core machine; further questions wait in the queue.
         box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False, **private).then(

@@ -406,10 +406,25 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
             expect(status).to_contain_text("compte-rendu.docx", timeout=60_000)
             expect(page.get_by_text("Documents (1)")).to_be_visible()
             expect(page.locator(".rag-docs")).not_to_contain_text("compte-rendu.docx")
+
+            # Added from the shell while the chat runs: the next visit lists it and answers from it.
+            note = uploads / "note.md"
+            note.write_text("# Note\n\nLe siège de Talvane se trouve à Quimper depuis 2011.\n", encoding="utf-8")
+            added = subprocess.run([sys.executable, "-m", "rag", "add", str(note), "--collection", "mine"],
+                                   capture_output=True, text=True, timeout=300,
+                                   env={**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index")})
+            assert added.returncode == 0, added.stderr
+            page.reload()
+            page.get_by_text("Documents (2)").click(timeout=60_000)
+            expect(page.locator(".rag-docs")).to_contain_text("note.md")
+            box = page.get_by_role("textbox").first
+            box.fill("Où se trouve le siège de Talvane ?")
+            box.press("Enter")
+            expect(bot.last.locator("mark")).to_contain_text("Quimper", timeout=60_000)
             browser.close()
     finally:
         app.close()
-    assert [e["id"] for e in mine.collection.entries()] == ["rapport-annuel.pdf"]
+    assert [e["id"] for e in mine.collection.entries()] == ["rapport-annuel.pdf", "note.md"]
     assert not list((tmp_path / "index" / "mine").rglob("*.pdf"))  # the collection keeps text, not uploads
 
 

@@ -218,6 +218,18 @@ class Pipeline:
             retriever = HybridRetriever(self.embedder, self.load_index(), self.settings.candidates)
         self.retriever = retriever
 
+    def refresh(self) -> bool:
+        """Read the collection again if another process (``rag add``, another chat server) changed it
+        since it was loaded; True when it did. An index kept in memory only (unwritable folder) stays."""
+        retriever = self.retriever
+        if self.given_documents is not None or retriever is None or not retriever.index.saved:
+            return False
+        if retriever.index.holds(self.collection.entries()):
+            return False
+        log.info("Collection %s changed on disk; reading it again", self.collection.name)
+        self.reload()
+        return True
+
     def add(self, paths, progress: Progress | None = None, names: list[str] | None = None,
             max_mb: int | None = None) -> AddReport:
         """Add files or folders to the collection (see :meth:`Collection.add`) and answer from them next;

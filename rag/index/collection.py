@@ -65,6 +65,11 @@ class PassageIndex:
     def title(self, doc_id: str) -> str:
         return self.documents.get(doc_id, {}).get("title") or doc_id
 
+    def holds(self, entries: list[dict]) -> bool:
+        """Whether this index was loaded from exactly these manifest entries (documents and versions)."""
+        return {(d, info.get("version")) for d, info in self.documents.items()} == {
+            (e["id"], e["version"]) for e in entries}
+
     def page(self, doc_id: str, offset: int) -> int | None:
         """The page (from 1) of a paged document (PDF) holding the character at ``offset``."""
         pages = self.documents.get(doc_id, {}).get("pages")
@@ -253,7 +258,8 @@ class Collection:
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("Collection %s is damaged (%s); rebuilding", self.folder, error)
             return None
-        info = {e["id"]: {"title": e.get("title", e["id"]), "pages": e.get("pages") or [], "source": e.get("source")}
+        info = {e["id"]: {"title": e.get("title", e["id"]), "pages": e.get("pages") or [], "source": e.get("source"),
+                          "version": e["version"]}
                 for e in manifest["documents"]}
         return PassageIndex(chunks, self.search_index(blocks), info)
 
