@@ -71,10 +71,11 @@ CSS = """
 }
 """
 
-# Two things Gradio's chat does not do by itself. Screen readers are given each
-# message's text, where Gradio's aria-label holds its raw HTML. And a new answer
-# is scrolled to its start, not its end: on a phone a long reply would
-# otherwise hide its first line, the answer, above the fold.
+# Three things Gradio's chat does not do by itself. Screen readers are given each
+# message's text, where Gradio's aria-label holds its raw HTML. A new answer is
+# scrolled to its start, not its end: on a phone a long reply would otherwise
+# hide its first line, the answer, above the fold. And the copy buttons copy
+# text (the answer, its confidence, where it was read), not the reply's markup.
 HEAD = """
 <script>
 (() => {
@@ -97,6 +98,52 @@ HEAD = """
   };
   new MutationObserver(tidy).observe(document.documentElement,
     {subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["aria-label"]});
+
+  const flat = (node) => node ? node.innerText.replace(/\\s+/g, " ").trim() : "";
+  const plain = (message) => {
+    const reply = message.querySelector(".rag-reply");
+    if (!reply) return flat(message);
+    const answer = reply.querySelector(":scope > p");
+    const source = reply.querySelector("details[open] > summary");
+    return [flat(answer), flat(source)].filter(Boolean).join("\\n");
+  };
+  // Gradio puts a message's buttons after it, as a sibling in the message list.
+  const messageOf = (button) => {
+    const buttons = button.closest(".message-buttons");
+    for (let node = buttons && buttons.previousElementSibling; node; node = node.previousElementSibling) {
+      const inside = node.querySelectorAll("[data-testid='bot'], [data-testid='user']");
+      if (inside.length) return inside[inside.length - 1];
+    }
+    return null;
+  };
+  const write = async (text) => {
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (error) {  // no clipboard API outside a secure context: a selected text area
+      const area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+  };
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest(
+      "button[aria-label='Copy message'], button[aria-label='Copy conversation']");
+    if (!button || !button.closest("#rag-chat")) return;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    let text;
+    if (button.getAttribute("aria-label") === "Copy message") {
+      const message = messageOf(button);
+      text = message ? plain(message) : "";
+    } else {
+      text = [...document.querySelectorAll("#rag-chat [data-testid='bot'], #rag-chat [data-testid='user']")]
+        .map((m) => (m.dataset.testid === "bot" ? "" : "> ") + plain(m)).join("\\n\\n");
+    }
+    write(text);
+  }, true);
 })();
 </script>
 """

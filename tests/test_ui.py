@@ -224,9 +224,13 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
     expected = pipeline.run(question)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        context = browser.new_context(viewport={"width": 1100, "height": 900},
+                                      permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        script_errors: list[str] = []
+        page.on("pageerror", lambda error: script_errors.append(str(error)))  # the page's own scripts run
         page.goto(server)
         box = page.get_by_role("textbox").first
         for text, replies in ((question, 1), ("Et qui est le directeur de la technologie ?", 2), (injection, 3)):
@@ -241,8 +245,18 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         user = page.locator("[data-testid='user']")
         expect(user.nth(2)).to_contain_text("<img src=x onerror=alert(1)>")
         assert page.locator("img[src='x']").count() == 0
-        assert not dialogs
+        assert not dialogs and not script_errors, (dialogs, script_errors)
         page.screenshot(path=str(SCREENSHOT_DIR / "chat-flow.png"), full_page=True)
+
+        # Copy gives text: the answer with its confidence and where it was read, no markup.
+        bot.first.hover()
+        page.locator("#rag-chat button[aria-label='Copy message']").nth(1).click()
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied.splitlines()[0].startswith(expected.text) and "confidence" in copied, copied
+        assert expected.title in copied.splitlines()[1] and "<" not in copied.replace("<img src=x", ""), copied
+        page.locator("#rag-chat button[aria-label='Copy conversation']").click()
+        conversation = page.evaluate("navigator.clipboard.readText()")
+        assert conversation.startswith(f"> {question}\n\n{expected.text}") and "<div" not in conversation, conversation
 
         page.get_by_text("Retry", exact=True).click()  # the last answer is asked again, not added
         expect(bot.nth(2)).to_contain_text(REPLIED, timeout=60_000)
