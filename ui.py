@@ -412,7 +412,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
         shown = gr.Chatbot(height="calc(100dvh - 330px)", min_height=260, show_label=False, autoscroll=False,
                            placeholder="Ask a question · Posez une question", elem_id="rag-chat")
         questions = gr.State([])
-        box = gr.Textbox(placeholder="Your question · Votre question", show_label=False,
+        box = gr.Textbox(label="Your question · Votre question", placeholder="Your question · Votre question",
+                         show_label=False,  # the label still names the box for screen readers
                          max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True)
         with gr.Row(elem_id="rag-buttons"):
             retry = gr.Button("Retry", size="sm", min_width=0)

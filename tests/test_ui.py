@@ -232,7 +232,7 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         script_errors: list[str] = []
         page.on("pageerror", lambda error: script_errors.append(str(error)))  # the page's own scripts run
         page.goto(server)
-        box = page.get_by_role("textbox").first
+        box = page.get_by_role("textbox", name="Your question · Votre question")  # named, not "Textbox"
         for text, replies in ((question, 1), ("Et qui est le directeur de la technologie ?", 2), (injection, 3)):
             box.fill(text)
             box.press("Enter")
