@@ -2,6 +2,7 @@
 document does not support is refused rather than answered with confidence."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from importlib import resources
@@ -25,15 +26,21 @@ def builtin_verifier_path(cache_dir: Path, embedder_cache_dir: Path, deep: bool 
     return assemble_model(Path(str(BUILTIN_VERIFIER)), embedder, cache_dir, deep)
 
 
+@functools.cache
+def _builtin_card() -> dict:
+    """verifier.json, read once: the refusal bar is asked for on every question."""
+    return json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())
+
+
 def builtin_confidence() -> CombinedConfidence:
     """The combination of margin and verifier score fitted on held-out questions."""
-    return CombinedConfidence(**json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())["confidence"])
+    return CombinedConfidence(**_builtin_card()["confidence"])
 
 
 def builtin_refusal_bar() -> float:
     """The confidence bar for the combined confidence: the highest that keeps held-out
     answerable F1 at both floors (``python -m rag.evaluation.verifier --write``)."""
-    return float(json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())["min_confidence"])
+    return float(_builtin_card()["min_confidence"])
 
 
 def make_onnx_verifier(settings: Settings, exports: Path, tokenizer, word_embeddings) -> Verifier:
@@ -59,5 +66,5 @@ def verified(spans: list[Span], logits: list[float], confidence: CombinedConfide
     return sorted(rescored, key=lambda span: span.confidence, reverse=True)
 
 
-__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_refusal_bar", "builtin_verifier_path", "make_onnx_verifier",
-           "make_verifier", "verified"]
+__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_refusal_bar", "builtin_verifier_path",
+           "make_onnx_verifier", "make_verifier", "verified"]
