@@ -120,9 +120,15 @@ class Settings:
         return choose_engine(self.runtime, self.precision)
 
     @property
+    def builtin_models(self) -> bool:
+        """Whether the embedder and the reader are the built-in ones, made from one encoder (one
+        tokenizer, one word-embedding table; the verifier and its confidence were fitted on them)."""
+        return self.embedder == BUILTIN and self.reader == BUILTIN
+
+    @property
     def lean(self) -> bool:
         """Whether questions are answered on the lean path (an ONNX engine)."""
-        return self.runtime != "torch" and self.embedder == BUILTIN and self.reader == BUILTIN
+        return self.runtime != "torch" and self.builtin_models
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

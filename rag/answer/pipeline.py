@@ -26,7 +26,7 @@ from rag.index import DEFAULT_COLLECTION, AddReport, Collection, PassageIndex, S
 from rag.index.collection import Progress
 from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
-from rag.settings import BUILTIN, READER_MIN_CONFIDENCE, Settings
+from rag.settings import READER_MIN_CONFIDENCE, Settings
 from rag.verifier import (CombinedConfidence, Verifier, builtin_confidence, builtin_refusal_bar, make_onnx_verifier,
                           make_verifier, verified)
 
@@ -253,7 +253,7 @@ class Pipeline:
     @property
     def verifies(self) -> bool:
         """Whether answers are read again by the built-in verifier (built-in models, ``verified_spans`` > 0)."""
-        return self.settings.verified_spans > 0 and self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
+        return self.settings.verified_spans > 0 and self.settings.builtin_models
 
     @property
     def min_confidence(self) -> float:
@@ -270,7 +270,7 @@ class Pipeline:
         self.embedder.warm_up()
         if self.reader is not None:
             return
-        builtin = self.settings.reader == BUILTIN and self.settings.embedder == BUILTIN
+        builtin = self.settings.builtin_models
         # The built-in reader and verifier were made from the built-in embedder: same tokenizer, same
         # (frozen) word embeddings, kept once in memory.
         reader = make_reader(self.settings, tokenizer=self.embedder.tokenizer if builtin else None)
