@@ -123,11 +123,6 @@ def highest_bar(questions: list[Question], decisions, floor: float) -> float:
     return round(max(bars, default=0.0), 3)
 
 
-def refused_at_f1(questions: list[Question], decisions, floor: float = SQUAD_FLOOR) -> float:
-    """The most unanswerable questions refused at any bar that keeps answerable F1 at ``floor`` or more."""
-    return trade_off(questions, decisions, highest_bar(questions, decisions, floor))[0] or 0.0
-
-
 def reliability(decisions, bins: int = 10) -> tuple[float, list[dict]]:
     """Expected calibration error of the chosen spans' confidence, and the table behind it."""
     confidence = np.array([c for _, c, _ in decisions])
@@ -153,15 +148,20 @@ def row(questions: list[Question], decisions, bar: float | None = None) -> dict:
         chosen = [i for g in groups for i in by_group.get(g, [])]
         return [questions[i] for i in chosen], [decisions[i] for i in chosen]
 
+    def group_auc(chosen) -> float:
+        return round(auc(np.array([d[1] for d in chosen]), np.array([d[2] for d in chosen])), 4)
+
     squad, swap = part("squad-en-v2"), part("piaf", "piaf-swap-negatives")
+    # each floor's highest bar: the most refused while answerable F1 keeps the floor (refusal grows with the bar)
+    squad_bar, swap_bar = highest_bar(*squad, SQUAD_FLOOR), highest_bar(*swap, PIAF_FLOOR)
     result = {
-        "squad_v2_auc": round(auc(np.array([d[1] for d in squad[1]]), np.array([d[2] for d in squad[1]])), 4),
-        f"squad_v2_refused_at_f1_{SQUAD_FLOOR}": refused_at_f1(*squad),
+        "squad_v2_auc": group_auc(squad[1]),
+        f"squad_v2_refused_at_f1_{SQUAD_FLOOR}": trade_off(*squad, squad_bar)[0] or 0.0,
         "squad_v2_refused/f1": {bar: trade_off(*squad, bar) for bar in BARS},
-        f"piaf_swap_refused_at_f1_{PIAF_FLOOR}": refused_at_f1(*swap, PIAF_FLOOR),
+        f"piaf_swap_refused_at_f1_{PIAF_FLOOR}": trade_off(*swap, swap_bar)[0] or 0.0,
         "piaf_swap_refused/f1": {bar: trade_off(*swap, bar) for bar in BARS},
         # the highest bar that keeps both floors: the pipeline's refusal bar unless one is given
-        "floors_bar": min(highest_bar(*squad, SQUAD_FLOOR), highest_bar(*swap, PIAF_FLOOR)),
+        "floors_bar": min(squad_bar, swap_bar),
     }
     result["bar"] = result["floors_bar"] if bar is None else bar
     for name, groups in (("piaf_swap", ("piaf", "piaf-swap-negatives")),
@@ -169,7 +169,7 @@ def row(questions: list[Question], decisions, bar: float | None = None) -> dict:
                          ("piaf_other_article", ("piaf", "piaf-negatives")),
                          ("xquad_en_same_article", ("xquad-en", "xquad-en-same-article-negatives"))):
         result[f"{name}_refused/f1_at_bar"] = trade_off(*part(*groups), result["bar"])
-    result["piaf_swap_auc"] = round(auc(np.array([d[1] for d in swap[1]]), np.array([d[2] for d in swap[1]])), 4)
+    result["piaf_swap_auc"] = group_auc(swap[1])
     refused_squad, f1_squad = trade_off(*squad, result["bar"])
     refused_swap, f1_piaf = trade_off(*swap, result["bar"])
     result["at_bar"] = {"squad_v2_refused": refused_squad, "squad_v2_f1": f1_squad, "piaf_swap_refused": refused_swap,
