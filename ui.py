@@ -79,12 +79,14 @@ CSS = """
 HEAD = """
 <script>
 (() => {
+  const MESSAGES = "[data-testid='bot'], [data-testid='user']";
+  const flat = (node) => node ? node.innerText.replace(/\\s+/g, " ").trim() : "";
   const tidy = () => {
-    const shown = document.querySelectorAll("[data-testid='bot'], [data-testid='user']");
+    const shown = document.querySelectorAll(MESSAGES);
     let changed = null;
     shown.forEach((message) => {
       const who = message.dataset.testid === "bot" ? "Answer: " : "Question: ";
-      const label = who + message.innerText.replace(/\\s+/g, " ").trim();
+      const label = who + flat(message);
       if (message.getAttribute("aria-label") === label) return;
       message.setAttribute("aria-label", label);
       changed = message;
@@ -99,7 +101,6 @@ HEAD = """
   new MutationObserver(tidy).observe(document.documentElement,
     {subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["aria-label"]});
 
-  const flat = (node) => node ? node.innerText.replace(/\\s+/g, " ").trim() : "";
   const plain = (message) => {
     const reply = message.querySelector(".rag-reply");
     if (!reply) return flat(message);
@@ -111,7 +112,7 @@ HEAD = """
   const messageOf = (button) => {
     const buttons = button.closest(".message-buttons");
     for (let node = buttons && buttons.previousElementSibling; node; node = node.previousElementSibling) {
-      const inside = node.querySelectorAll("[data-testid='bot'], [data-testid='user']");
+      const inside = node.querySelectorAll(MESSAGES);
       if (inside.length) return inside[inside.length - 1];
     }
     return null;
@@ -139,7 +140,7 @@ HEAD = """
       const message = messageOf(button);
       text = message ? plain(message) : "";
     } else {
-      text = [...document.querySelectorAll("#rag-chat [data-testid='bot'], #rag-chat [data-testid='user']")]
+      text = [...document.getElementById("rag-chat").querySelectorAll(MESSAGES)]
         .map((m) => (m.dataset.testid === "bot" ? "" : "> ") + plain(m)).join("\\n\\n");
     }
     write(text);
