@@ -17,16 +17,20 @@ the conversation's earlier questions::
 from __future__ import annotations
 
 import argparse
+import html
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 # The chat runs offline: Gradio reports nothing to its servers unless the user asks for it.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 from gradio.components.api_component import Api  # noqa: E402
+from fastapi.responses import HTMLResponse  # noqa: E402
 from gradio.data_classes import ListFiles  # noqa: E402
 
 from rag.answer import Answer, Pipeline  # noqa: E402
@@ -36,6 +40,7 @@ from rag.answer.wording import both_languages, percent, quoted_note, words_for  
 from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
 from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.web import cut_at_pages, source_page  # noqa: E402
 
 log = logging.getLogger("rag.ui")
 
@@ -45,6 +50,8 @@ EXAMPLES = [
     "Which Microsoft cloud will host Mistral Large?",
     "Quel robot conversationnel Mistral a-t-elle dévoilé ?",
 ]
+RETRY = "Retry · Réessayer"
+NEW_CHAT = "New chat · Nouveau chat"
 
 # Colours set for both themes (Gradio follows the system's dark setting): the
 # highlighted answer must stay readable on either background. One selector a
@@ -59,6 +66,10 @@ CSS = """
 .dark .rag-reply small { color: #d4d4d8; }
 .rag-reply blockquote { margin: .4em 0; }
 .rag-reply details > summary { cursor: pointer; }
+.rag-reply .rag-page { display: block; margin: .3em 0; border-top: 1px dashed #a1a1aa; font-size: .8rem; color: #52525b; }
+.dark .rag-reply .rag-page { color: #d4d4d8; }
+.rag-reply a { color: #1d4ed8; }
+.dark .rag-reply a { color: #93c5fd; }
 .rag-docs ul { margin: .2rem 0; padding-left: 1.2rem; }
 .rag-docs small { color: #52525b; }
 .dark .rag-docs small { color: #d4d4d8; }
@@ -158,10 +169,21 @@ def escape(text: str) -> str:
     return "".join(_MARKUP.get(ch, ch) for ch in text)
 
 
-def highlighted_passage(answer: Answer) -> str:
+def highlighted_passage(answer: Answer, page_starts: Sequence[int] = ()) -> str:
+    """The answer's passage, the answer marked in place and a page mark where a page starts inside it."""
     source = answer.sources[answer.source_index]
-    start, end = answer.start - source.start, answer.end - source.start
-    return f"{escape(source.text[:start])}<mark>{escape(source.text[start:end])}</mark>{escape(source.text[end:])}"
+    page = words_for(answer.language)["page"]
+    shown = {"text": lambda p: escape(p.text), "answer": lambda p: f"<mark>{escape(p.text)}</mark>",
+             "page": lambda p: f"<span class='rag-page'>{page} {p.page}</span>"}
+    return "".join(shown[p.kind](p) for p in cut_at_pages(source.text, source.start, page_starts,
+                                                          (answer.start, answer.end)))
+
+
+def source_link(answer: Answer, words: dict[str, str]) -> str:
+    """A link to the cited document opened at the answer (the page ``/source`` serves)."""
+    query = urlencode({"doc": answer.doc_id, "start": answer.start, "end": answer.end})
+    return (f"<p class='rag-open'><a href='source?{html.escape(query)}#answer' target='_blank' rel='noopener'>"
+            f"{words['open']}</a></p>")
 
 
 def passage_list(summary: str, passages: list[str]) -> str:
@@ -180,24 +202,24 @@ def source_label(answer: Answer, words: dict[str, str]) -> str:
     return f"{words['source']} · {where}" if where else words["source"]
 
 
-def render(answer: Answer) -> str:
-    """One chat reply: the answer and its confidence, or a plain "does not say",
-    then the passages read."""
+def render(answer: Answer, page_starts: Sequence[int] = ()) -> str:
+    """One chat reply, in the question's language (its ``lang`` too): the answer
+    and its confidence, or a plain "does not say", then the passages read."""
     words = words_for(answer.language)
     warnings = "".join(f"<p><em>{escape(w)}</em></p>" for w in answer.warnings)
     if not answer.answered:
         read = passage_list(words["read"], [s.text for s in answer.sources])
-        return f"<div class='rag-reply'>{warnings}<p>{words['no_answer']}</p>{read}</div>"
+        return f"<div class='rag-reply' lang='{answer.language}'>{warnings}<p>{words['no_answer']}</p>{read}</div>"
     source = answer.sources[answer.source_index]
     note = quoted_note(answer.language, source.text)
     others = [s.text for i, s in enumerate(answer.sources) if i != answer.source_index]
     return (
-        f"<div class='rag-reply'>{warnings}"
+        f"<div class='rag-reply' lang='{answer.language}'>{warnings}"
         f"<p><strong>{escape(answer.text)}</strong> "
         f"<small class='rag-meta'>({words['confidence']} {percent(answer.score, answer.language)})</small></p>"
         + (f"<p><small class='rag-note'>{note}</small></p>" if note else "")
         + f"<details open><summary>{source_label(answer, words)}</summary>"
-        f"<blockquote>{highlighted_passage(answer)}</blockquote>"
+        f"<blockquote>{highlighted_passage(answer, page_starts)}</blockquote>{source_link(answer, words)}"
         f"</details>{passage_list(words['other_read'], others)}</div>"
     )
 
@@ -244,7 +266,8 @@ class ChatApp:
         if refusal is not None:
             return escape(refusal)
         try:
-            return render(self.pipeline.run(message, history))
+            answer = self.pipeline.run(message, history)
+            return render(answer, self.pipeline.page_starts(answer.doc_id) if answer.answered else ())
         except ValueError as error:  # an empty collection: said as the reply, not as an error badge
             log.info("question not answered: %s", error)
             return escape(str(error))
@@ -275,6 +298,20 @@ class ChatApp:
 
     def drop_reply(self, shown: list[dict]) -> list[dict]:
         return shown[:-1] if shown and shown[-1]["role"] == "assistant" else shown
+
+    def document_page(self, doc: str = "", start: str = "", end: str = "") -> HTMLResponse:
+        """``/source?doc=ID&start=S&end=E``: the cited document, the answer highlighted (see rag.web)."""
+        try:
+            document = self.pipeline.document(doc)
+        except (KeyError, ValueError, OSError) as error:
+            log.info("document view refused: %s", error)
+            return HTMLResponse(f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Not found</title>"
+                                f"<p>{both_languages('no_document')}</p></html>", status_code=404)
+        try:
+            span = (int(start), int(end))
+        except ValueError:
+            span = None
+        return HTMLResponse(source_page(document, span))
 
     # The Documents panel.
 
@@ -390,10 +427,16 @@ def accept_every_file(upload: gr.File) -> gr.File:
 
 
 class ChatBlocks(gr.Blocks):
-    """gradio_client fills in an API parameter that is left out with its
-    default; a raw REST call (``POST /gradio_api/call/ask_json`` with
-    ``{"data": ["question"]}``) does not, and Gradio would refuse it with a
-    bare ``{"error": null}``. Here missing API inputs take their defaults."""
+    """The chat's page, which knows its ChatApp (for the document view that
+    :func:`launch` serves beside it). gradio_client fills in an API parameter
+    that is left out with its default; a raw REST call (``POST
+    /gradio_api/call/ask_json`` with ``{"data": ["question"]}``) does not, and
+    Gradio would refuse it with a bare ``{"error": null}``. Here missing API
+    inputs take their defaults."""
+
+    def __init__(self, chat: ChatApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chat = chat
 
     def validate_inputs(self, block_fn, inputs: list[Any]) -> None:
         missing = block_fn.inputs[len(inputs):]
@@ -406,7 +449,7 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     chat = ChatApp(pipeline or Pipeline())
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
     private = {"api_visibility": "private"}
-    with ChatBlocks(title="Ask the documents", analytics_enabled=False) as app:
+    with ChatBlocks(chat, title="Ask the documents", analytics_enabled=False) as app:
         entries = chat.entries()
         header = gr.Markdown(chat.header(entries), elem_id="rag-header")
         # The chat takes what the viewport leaves for it, so the box and buttons stay on screen on a phone.
@@ -417,8 +460,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                          show_label=False,  # the label still names the box for screen readers
                          max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True)
         with gr.Row(elem_id="rag-buttons"):
-            retry = gr.Button("Retry", size="sm", min_width=0)
-            clear = gr.Button("Clear", size="sm", min_width=0)
+            retry = gr.Button(RETRY, size="sm", min_width=0)
+            clear = gr.Button(NEW_CHAT, size="sm", min_width=0)
         if chat.pipeline.given_documents is None and chat.pipeline.collection.name == DEFAULT_COLLECTION:
             gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
         with gr.Accordion(f"Documents ({len(entries)})", open=False, elem_id="rag-documents") as panel:
@@ -456,14 +499,20 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     return app
 
 
-def launch(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int | None = None,
+def launch(app: ChatBlocks, settings: Settings, host: str = "127.0.0.1", port: int | None = None,
            share: bool = False, block: bool = True):
-    """Serve the chat with its queue, page style, upload and session limits; returns Gradio's (app, url, share url)."""
+    """Serve the chat with its queue, page style, upload and session limits, and
+    the cited documents at ``/source``; returns Gradio's (app, url, share url)."""
     app.queue(default_concurrency_limit=2, max_size=64)
-    return app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                      quiet=not block, max_file_size=f"{settings.max_upload_mb}mb",
-                      state_session_capacity=settings.max_sessions, css=CSS, head=HEAD,
-                      run_history=settings.run_history)
+    served = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
+                        quiet=not block, max_file_size=f"{settings.max_upload_mb}mb",
+                        state_session_capacity=settings.max_sessions, css=CSS, head=HEAD,
+                        run_history=settings.run_history)
+    served[0].add_api_route("/source", app.chat.document_page, methods=["GET"], response_class=HTMLResponse,
+                            include_in_schema=False)
+    if block:
+        app.block_thread()
+    return served
 
 
 def main() -> None:

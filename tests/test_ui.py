@@ -20,7 +20,7 @@ from gradio_client import Client
 
 from rag.cli import shared_options
 from rag.evaluation.squad import normalize_answer
-from ui import EXAMPLES
+from ui import EXAMPLES, NEW_CHAT, RETRY
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -258,10 +258,10 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         conversation = page.evaluate("navigator.clipboard.readText()")
         assert conversation.startswith(f"> {question}\n\n{expected.text}") and "<div" not in conversation, conversation
 
-        page.get_by_text("Retry", exact=True).click()  # the last answer is asked again, not added
+        page.get_by_text(RETRY, exact=True).click()  # the last answer is asked again, not added
         expect(bot.nth(2)).to_contain_text(REPLIED, timeout=60_000)
         expect(bot).to_have_count(3)
-        page.get_by_text("Clear", exact=True).click()
+        page.get_by_text(NEW_CHAT, exact=True).click()
         expect(bot).to_have_count(0)
         expect(page.locator("[data-testid='user']")).to_have_count(0)
         box.fill("Qui a fondé Mistral ?")  # a new conversation starts without the old history
@@ -291,7 +291,7 @@ CONTRASTS = """(selector) => [...document.querySelectorAll(selector)].map((eleme
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("view", ["desktop", "phone"])
 def test_browser_reads_well_in_both_themes_and_on_a_phone(server, pipeline, view, scheme):
-    """The answer is readable (contrast >= 4.5:1) and in view, Clear and the
+    """The answer is readable (contrast >= 4.5:1) and in view, New chat and the
     examples are reachable, bad input gets a message and not an error overlay,
     and screen readers get each message's text rather than its markup."""
     from playwright.sync_api import expect, sync_playwright
@@ -325,9 +325,9 @@ def test_browser_reads_well_in_both_themes_and_on_a_phone(server, pipeline, view
             assert min(page.evaluate(CONTRASTS, selector)) >= 4.5, f"{selector} is hard to read in {scheme} mode"
         page.screenshot(path=str(SCREENSHOT_DIR / f"chat-{view}-{scheme}.png"))
 
-        clear = page.get_by_text("Clear", exact=True)
+        clear = page.get_by_text(NEW_CHAT, exact=True)
         clear_box = clear.bounding_box()
-        assert clear_box["y"] + clear_box["height"] <= VIEWPORTS[view]["height"], "Clear is below the fold"
+        assert clear_box["y"] + clear_box["height"] <= VIEWPORTS[view]["height"], "New chat is below the fold"
         labels = bot.evaluate_all("messages => messages.map((m) => m.getAttribute('aria-label'))")
         assert all(label.startswith("Answer: ") and "<" not in label for label in labels)
 
@@ -411,7 +411,26 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
                 expect(bot.last).to_contain_text(REPLIED, timeout=60_000)
                 expect(bot.last.locator("mark")).to_have_text(expected.text)
                 expect(bot.last.locator("summary").first).to_contain_text(where)
+                source = expected.sources[expected.source_index]
+                breaks = [s for s in mine.page_starts(expected.doc_id) if source.start < s < source.end]
+                expect(bot.last.locator(".rag-page")).to_have_count(len(breaks))  # a mark where a page starts
             assert min(page.evaluate(CONTRASTS, ".rag-reply mark")) >= 4.5
+            assert min(page.evaluate(CONTRASTS, ".rag-reply .rag-page, .rag-reply a")) >= 4.5
+
+            # The cited PDF opens in a tab of its own, at its page, the answer highlighted and in view.
+            with page.context.expect_page() as opened:
+                bot.first.get_by_role("link", name="Ouvrir le document à ce passage").click()
+            cited = opened.value
+            cited.wait_for_load_state()
+            answer = mine.run("Qui a fondé Vendrix ?")
+            expect(cited.locator("mark#answer")).to_have_text(answer.text)
+            expect(cited.locator("mark#answer")).to_be_in_viewport()
+            expect(cited.locator(".page")).to_have_text(["Page 1", "Page 2", "Page 3"])
+            order = cited.evaluate("""() => [...document.querySelectorAll('.page, mark')].map((e) => e.id)""")
+            assert order == ["page-1", "page-2", "answer", "page-3"], order
+            assert cited.evaluate("document.documentElement.lang") == "fr"
+            assert min(cited.evaluate(CONTRASTS, "h1, .text, mark, .page")) >= 4.5
+            cited.close()
             page.screenshot(path=str(SCREENSHOT_DIR / f"documents-{scheme}.png"), full_page=True)
 
             page.locator("#rag-chosen input").click()
@@ -452,6 +471,25 @@ def test_refusals_are_one_log_line_and_run_history_is_off(server, client, capfd)
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{server}gradio_api/runs", timeout=30)
     assert missing.value.code == 404
+
+
+def test_the_cited_document_opens_at_the_answer_and_nothing_else_does(server, client):
+    """``/source`` serves a document of the collection by its manifest id, the
+    answer marked; any other name is a plain 404, never a file of the server."""
+    from urllib.parse import urlencode
+
+    answer = client.predict("Qui a fondé Mistral ?", api_name="/ask_json")
+    query = urlencode({"doc": answer["doc_id"], "start": answer["start"], "end": answer["end"]})
+    with urllib.request.urlopen(f"{server}source?{query}", timeout=30) as response:
+        shown = response.read().decode()
+    assert f"<mark id='answer'>{html.escape(answer['text'])}</mark>" in shown
+    for doc in ("../../../etc/passwd", "/etc/passwd", "manifest.json", ""):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server}source?{urlencode({'doc': doc})}", timeout=30)
+        assert refused.value.code == 404 and b"not in the collection" in refused.value.read()
+    with urllib.request.urlopen(f"{server}source?{urlencode({'doc': answer['doc_id'], 'start': 'x'})}",
+                                timeout=30) as response:
+        assert "<mark" not in response.read().decode()
 
 
 def gradio_uploads() -> Path:

@@ -153,9 +153,17 @@ class Pipeline:
         return [self.collection.document(entry["id"]) for entry in self.collection.entries()]
 
     def document(self, doc_id: str) -> Document:
+        """A document answered from, with its text; a KeyError for an id it does not hold."""
         if self.given_documents is not None:
-            return next(d for d in self.given_documents if d.id == doc_id)
+            found = next((d for d in self.given_documents if d.id == doc_id), None)
+            if found is None:
+                raise KeyError(f"no document {doc_id!r}")
+            return found
         return self.collection.document(doc_id)
+
+    def page_starts(self, doc_id: str) -> list[int]:
+        """Where the pages of an answered document start, from the index loaded (no file read)."""
+        return self.retriever.index.page_starts(doc_id) if self.retriever is not None else []
 
     def load_index(self, rebuild: bool = False, progress: Progress | None = None) -> PassageIndex:
         """The collection's index: loaded when intact and up to date, else

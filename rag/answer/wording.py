@@ -25,6 +25,8 @@ MESSAGES = {
         "empty_collection": ("Collection {name!r} has no documents yet: add some (the chat's upload, "
                              "or rag add FILE --collection {name})."),
         "page": "page",
+        "open": "Open the document at this passage",
+        "no_document": "This document is not in the collection (removed?).",
         "add_failed": "The files could not be added; the collection is unchanged.",
     },
     "fr": {
@@ -45,6 +47,8 @@ MESSAGES = {
         "empty_collection": ("La collection {name!r} n'a pas encore de document : ajoutez-en (le bouton d'ajout "
                              "du chat, ou rag add FICHIER --collection {name})."),
         "page": "page",
+        "open": "Ouvrir le document à ce passage",
+        "no_document": "Ce document n'est pas dans la collection (retiré ?).",
         "add_failed": "Les fichiers n'ont pas pu être ajoutés ; la collection est inchangée.",
     },
 }

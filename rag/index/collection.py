@@ -70,9 +70,13 @@ class PassageIndex:
         return {(d, info.get("version")) for d, info in self.documents.items()} == {
             (e["id"], e["version"]) for e in entries}
 
+    def page_starts(self, doc_id: str) -> list[int]:
+        """Where each page of a paged document (PDF) starts in its text; empty for other documents."""
+        return self.documents.get(doc_id, {}).get("pages") or []
+
     def page(self, doc_id: str, offset: int) -> int | None:
         """The page (from 1) of a paged document (PDF) holding the character at ``offset``."""
-        pages = self.documents.get(doc_id, {}).get("pages")
+        pages = self.page_starts(doc_id)
         return bisect.bisect_right(pages, offset) if pages else None
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
