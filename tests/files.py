@@ -4,10 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def make_pdf(path: Path, pages: list[str]) -> Path:
+def make_pdf(path: Path, pages: list[str], title: str | None = None) -> Path:
+    """A PDF of these pages; without ``title`` its metadata says "untitled", as ReportLab writes."""
     from reportlab.pdfgen import canvas
 
     pdf = canvas.Canvas(str(path))
+    if title:
+        pdf.setTitle(title)
     for text in pages:
         pdf.drawString(72, 720, text)
         pdf.showPage()

@@ -32,7 +32,7 @@ def library(tmp_path) -> Path:
         "Le rapport annuel de la société Vendrix couvre l'année 2023.",
         "Vendrix a été fondée en 1987 par Odile Marchetti à Grenoble.",
         "Le chiffre d'affaires de Vendrix a atteint 42 millions d'euros.",
-    ])
+    ], title="Vendrix annual report")
     make_docx(folder / "compte-rendu.docx", ["Compte rendu de la réunion du conseil de Talvane.",
                                               "La prochaine assemblée de Talvane se tiendra à Brest."],
               [["Budget de Talvane", "18 000 euros"]])
@@ -84,9 +84,20 @@ def test_each_format_is_answered_with_its_document_and_page(mine, library):
         answer = mine.run(question)
         assert text in answer.text and (answer.doc_id, answer.page) == (doc_id, page), question
         assert mine.document(doc_id).text[answer.start:answer.end] == answer.text
-    assert mine.run("Qui a fondé Vendrix ?").title == "rapport annuel"
+    assert mine.run("Qui a fondé Vendrix ?").title == "Vendrix annual report"  # the title the PDF declares
     html = mine.document("page.html")
     assert "Paris" not in html.text and "<" not in html.text and html.title == "Orbilo"
+
+
+def test_a_pdf_is_titled_by_its_metadata_unless_that_is_a_placeholder(mine, tmp_path):
+    from rag.documents.converters import declared_title
+
+    for placeholder in ("untitled", "Microsoft Word - rapport.docx", "Document1", "scan_0042.pdf", "  ", None, 3):
+        assert declared_title(placeholder) is None, placeholder
+    assert declared_title("  Rapport   annuel 2023 ") == "Rapport annuel 2023"
+    untitled = make_pdf(tmp_path / "note-interne.pdf", ["Talvane a ouvert un bureau à Brest."])  # "untitled"
+    assert mine.add([untitled]).added == ["note-interne.pdf"]
+    assert mine.document("note-interne.pdf").title == "note interne"
 
 
 def test_add_remove_and_add_again(mine, library):

@@ -373,7 +373,7 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
         "Le rapport annuel de la société Vendrix couvre l'année 2023.",
         "Vendrix a été fondée en 1987 par Odile Marchetti à Grenoble.",
         "Le chiffre d'affaires de Vendrix a atteint 42 millions d'euros.",
-    ])
+    ], title="Vendrix annual report")
     word = make_docx(uploads / "compte-rendu.docx", ["Compte rendu du conseil de Talvane.",
                                                      "La prochaine assemblée de Talvane se tiendra à Brest."])
     scanned = uploads / "scan.pdf"
@@ -400,7 +400,7 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
 
             box = page.get_by_role("textbox").first
             bot = page.locator("[data-testid='bot']")
-            asked = {"Qui a fondé Vendrix ?": ("rapport annuel, page 2", "Odile Marchetti"),
+            asked = {"Qui a fondé Vendrix ?": ("Vendrix annual report, page 2", "Odile Marchetti"),
                      "Where will Talvane's next assembly be held?": ("compte rendu", "Brest")}
             for count, (question, (where, words)) in enumerate(asked.items(), start=1):
                 expected = mine.run(question)

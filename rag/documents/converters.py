@@ -137,8 +137,23 @@ def markdown_to_text(markdown: str, name: str = "notes.md", max_chars: int = DEF
     return html_to_text(MarkdownIt("commonmark").render(markdown), name, max_chars)[0]
 
 
-def pdf_pages(path: Path, name: str) -> list[str]:
-    """The text layer of each page."""
+# Titles that tools and templates write in place of a real one.
+_PLACEHOLDER_TITLE = re.compile(
+    r"\A(untitled|sans titre|document\s*\d*|presentation\s*\d*|titre|title|microsoft \w+ - .*|.*\.\w{2,4})\Z",
+    re.IGNORECASE)
+
+
+def declared_title(value: object) -> str | None:
+    """The title a PDF declares in its metadata, unless it is a placeholder
+    ("untitled", "Microsoft Word - report.docx", a file name)."""
+    if not isinstance(value, str):
+        return None
+    title = " ".join(value.split())[:200]
+    return title if title and not _PLACEHOLDER_TITLE.match(title) else None
+
+
+def pdf_pages(path: Path, name: str) -> tuple[list[str], str | None]:
+    """The text layer of each page, and the title the file declares (see :func:`declared_title`)."""
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are reported to the user instead
@@ -156,7 +171,11 @@ def pdf_pages(path: Path, name: str) -> list[str]:
         raise unreadable("bad_pdf", name=name) from None
     if not any(page.strip() for page in pages):
         raise unreadable("scanned_pdf", name=name)
-    return pages
+    try:  # damaged metadata costs the title only, not the text
+        title = declared_title(reader.metadata.title) if reader.metadata else None
+    except Exception:
+        title = None
+    return pages, title
 
 
 def check_zip(path: Path, name: str, bad: str) -> None:
@@ -218,7 +237,8 @@ def load_document(path: str | Path, name: str | None = None, max_bytes: int | No
                   max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Document:
     """The document in a file; ``name`` is the file's own name when ``path``
     is a copy (an upload), and gives the document its id and title (the
-    file's name: titles that PDF and Word files declare are often a template's).
+    file's name, or the title a PDF declares when it is not a placeholder;
+    Word's declared titles are left aside, being mostly a template's).
     In this process and unbounded in time: files from users go through
     :func:`rag.documents.isolation.read_document`."""
     path = Path(path)
@@ -234,8 +254,9 @@ def load_document(path: str | Path, name: str | None = None, max_bytes: int | No
     pages: tuple[int, ...] = ()
     starts: list[int] = []
     if suffix == ".pdf":
-        raw = ""
-        for page in map(tidy, pdf_pages(path, name)):
+        raw, (pages_text, declared) = "", pdf_pages(path, name)
+        title = declared or title
+        for page in map(tidy, pages_text):
             starts.append(len(raw) + (2 if raw else 0))
             raw = f"{raw}\n\n{page}" if raw else page
     elif suffix == ".docx":
