@@ -38,7 +38,7 @@ from rag.answer.language import detect_language  # noqa: E402
 from rag.answer.pipeline import clean_question  # noqa: E402
 from rag.answer.wording import both_languages, percent, quoted_note, words_for  # noqa: E402
 from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
-from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError  # noqa: E402
+from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError, check_name, list_collections  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.web import cut_at_pages, source_page  # noqa: E402
 
@@ -73,8 +73,8 @@ CSS = """
 .rag-docs ul { margin: .2rem 0; padding-left: 1.2rem; }
 .rag-docs small { color: #52525b; }
 .dark .rag-docs small { color: #d4d4d8; }
-.rag-status .rag-failed { color: #b91c1c; }
-.dark .rag-status .rag-failed { color: #fca5a5; }
+#rag-status .rag-failed { color: #b91c1c; }
+.dark #rag-status .rag-failed { color: #fca5a5; }
 #rag-buttons { flex-wrap: nowrap; }
 @media (max-width: 640px) {
   #rag-chat { height: calc(100dvh - 390px) !important; }
@@ -160,6 +160,13 @@ HEAD = """
 </script>
 """
 
+# The page's address names the collection picked, so that a link or a reload opens it again.
+ADDRESS_JS = """(name) => {
+  const address = new URL(window.location.href);
+  address.searchParams.set("collection", name);
+  window.history.replaceState(null, "", address);
+}"""
+
 _MARKUP = {ch: f"&#{ord(ch)};" for ch in "\\`*_{}[]()#+-!|~<>&\"'$"} | {"\n": "<br>"}
 
 
@@ -179,9 +186,10 @@ def highlighted_passage(answer: Answer, page_starts: Sequence[int] = ()) -> str:
                                                           (answer.start, answer.end)))
 
 
-def source_link(answer: Answer, words: dict[str, str]) -> str:
+def source_link(answer: Answer, words: dict[str, str], collection: str | None) -> str:
     """A link to the cited document opened at the answer (the page ``/source`` serves)."""
-    query = urlencode({"doc": answer.doc_id, "start": answer.start, "end": answer.end})
+    query = urlencode({"collection": collection, "doc": answer.doc_id, "start": answer.start, "end": answer.end}
+                      if collection else {"doc": answer.doc_id, "start": answer.start, "end": answer.end})
     return (f"<p class='rag-open'><a href='source?{html.escape(query)}#answer' target='_blank' rel='noopener'>"
             f"{words['open']}</a></p>")
 
@@ -202,9 +210,10 @@ def source_label(answer: Answer, words: dict[str, str]) -> str:
     return f"{words['source']} · {where}" if where else words["source"]
 
 
-def render(answer: Answer, page_starts: Sequence[int] = ()) -> str:
+def render(answer: Answer, page_starts: Sequence[int] = (), collection: str | None = None) -> str:
     """One chat reply, in the question's language (its ``lang`` too): the answer
-    and its confidence, or a plain "does not say", then the passages read."""
+    and its confidence, or a plain "does not say", then the passages read; its
+    source links to the document in ``collection`` (the launch one when None)."""
     words = words_for(answer.language)
     warnings = "".join(f"<p><em>{escape(w)}</em></p>" for w in answer.warnings)
     if not answer.answered:
@@ -219,18 +228,21 @@ def render(answer: Answer, page_starts: Sequence[int] = ()) -> str:
         f"<small class='rag-meta'>({words['confidence']} {percent(answer.score, answer.language)})</small></p>"
         + (f"<p><small class='rag-note'>{note}</small></p>" if note else "")
         + f"<details open><summary>{source_label(answer, words)}</summary>"
-        f"<blockquote>{highlighted_passage(answer, page_starts)}</blockquote>{source_link(answer, words)}"
+        f"<blockquote>{highlighted_passage(answer, page_starts)}</blockquote>{source_link(answer, words, collection)}"
         f"</details>{passage_list(words['other_read'], others)}</div>"
     )
 
 
 class ChatApp:
-    """Loads the pipeline in the background at start-up and answers chat messages.
-    Whatever is sent, through the page or the API, gets an answer or a clear
-    message in the question's language."""
+    """Loads the models in the background at start-up and answers chat messages
+    in the collection each visitor chose (the launch one unless told). Whatever
+    is sent, through the page or the API, gets an answer or a clear message in
+    the question's language."""
 
     def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+        self.pipeline = pipeline  # the collection a visit starts in; the models every collection shares
+        self.pipelines = {pipeline.collection.name: pipeline}
+        self.pipelines_lock = threading.Lock()
         self.ready = threading.Event()
         self.error: Exception | None = None
 
@@ -242,6 +254,42 @@ class ChatApp:
             self.error = error
         finally:
             self.ready.set()
+
+    @property
+    def editable(self) -> bool:
+        """A chat over collections takes uploads and switches collection; one over given documents
+        (--document) does neither."""
+        return self.pipeline.given_documents is None
+
+    @property
+    def launch_collection(self) -> str:
+        return self.pipeline.collection.name
+
+    def pipeline_for(self, collection: str | None) -> Pipeline:
+        """The pipeline of ``collection`` (the launch one when empty), sharing the loaded models.
+        One that exists on disk is kept for the next visitor; a name only typed makes nothing.
+        A ValueError, in both languages, for a name that is not a collection name."""
+        if not collection or collection == self.launch_collection:
+            return self.pipeline
+        if not self.editable:
+            raise ValueError(both_languages("documents_only"))
+        try:
+            name = check_name(collection)
+        except ValueError:
+            raise ValueError(both_languages("bad_collection")) from None
+        with self.pipelines_lock:
+            if name in self.pipelines:
+                return self.pipelines[name]
+            if not self.ready.wait(timeout=120) or self.error is not None:
+                raise ValueError(both_languages("loading"))
+            pipeline = self.pipeline.for_collection(name)
+            if pipeline.collection.exists:
+                self.pipelines[name] = pipeline
+            return pipeline
+
+    def collections(self) -> list[str]:
+        """The collections a visitor can pick: those under the index folder, and the launch one."""
+        return sorted({*list_collections(self.pipeline.settings.index_dir), self.launch_collection})
 
     def refusal(self, question: Any, history: Any) -> str | None:
         """Why this input cannot be answered, in the question's language; None when it can."""
@@ -260,49 +308,35 @@ class ChatApp:
             return words["not_loaded"].format(error=self.error)
         return None
 
-    def ask(self, message: str, history: list[str] | None = None) -> str:
-        """The chat reply to ``message`` (HTML), given the user's earlier questions."""
+    def ask(self, message: str, history: list[str] | None = None, collection: str | None = None) -> str:
+        """The chat reply to ``message`` (HTML), given the user's earlier questions, in ``collection``."""
         refusal = self.refusal(message, history)
         if refusal is not None:
             return escape(refusal)
         try:
-            answer = self.pipeline.run(message, history)
-            return render(answer, self.pipeline.page_starts(answer.doc_id) if answer.answered else ())
-        except ValueError as error:  # an empty collection: said as the reply, not as an error badge
+            pipeline = self.pipeline_for(collection)
+            answer = pipeline.run(message, history)
+        except ValueError as error:  # an empty collection or a bad name: said as the reply, not as an error badge
             log.info("question not answered: %s", error)
             return escape(str(error))
+        return render(answer, pipeline.page_starts(answer.doc_id) if answer.answered else (),
+                      pipeline.collection.name if self.editable else None)
 
-    def ask_json(self, question: str, history: list[str] | None = None) -> dict:
+    def ask_json(self, question: str, history: list[str] | None = None, collection: str | None = None) -> dict:
         """The answer as plain data (text, score, offsets, sources), for API clients."""
         refusal = self.refusal(question, history)
         if refusal is not None:
             log.info("ask_json refused: %s", refusal)  # one line: a refusal is not a server fault
             raise gr.Error(refusal, print_exception=False)
         try:
-            return self.pipeline.run(question, history).to_dict()
-        except ValueError as error:  # an empty collection
+            return self.pipeline_for(collection).run(question, history).to_dict()
+        except ValueError as error:  # an empty collection or a bad name
             raise gr.Error(str(error), print_exception=False) from None
 
-    # Chat events. The chat shows the user's words escaped (never as markup);
-    # the raw questions live in a State beside it, for follow-ups.
-
-    def add_question(self, message: str, shown: list[dict], questions: list[str]):
-        if not (message or "").strip():
-            return "", shown, questions
-        return "", [*shown, {"role": "user", "content": escape(message)}], [*questions, message]
-
-    def reply(self, shown: list[dict], questions: list[str]) -> list[dict]:
-        if not shown or shown[-1]["role"] != "user":
-            return shown
-        return [*shown, {"role": "assistant", "content": self.ask(questions[-1], questions[:-1])}]
-
-    def drop_reply(self, shown: list[dict]) -> list[dict]:
-        return shown[:-1] if shown and shown[-1]["role"] == "assistant" else shown
-
-    def document_page(self, doc: str = "", start: str = "", end: str = "") -> HTMLResponse:
-        """``/source?doc=ID&start=S&end=E``: the cited document, the answer highlighted (see rag.web)."""
+    def document_page(self, doc: str = "", start: str = "", end: str = "", collection: str = "") -> HTMLResponse:
+        """``/source?collection=NAME&doc=ID&start=S&end=E``: the cited document, the answer highlighted."""
         try:
-            document = self.pipeline.document(doc)
+            document = self.pipeline_for(collection).document(doc)
         except (KeyError, ValueError, OSError) as error:
             log.info("document view refused: %s", error)
             return HTMLResponse(f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Not found</title>"
@@ -313,25 +347,37 @@ class ChatApp:
             span = None
         return HTMLResponse(source_page(document, span))
 
-    # The Documents panel.
+    # Chat events. The chat shows the user's words escaped (never as markup);
+    # the raw questions live in a State beside it, for follow-ups.
 
-    @property
-    def editable(self) -> bool:
-        """A chat over a collection takes uploads; one over given documents (--document) does not."""
-        return self.pipeline.given_documents is None
+    def add_question(self, message: str, shown: list[dict], questions: list[str]):
+        if not (message or "").strip():
+            return "", shown, questions
+        return "", [*shown, {"role": "user", "content": escape(message)}], [*questions, message]
 
-    def entries(self) -> list[dict]:
+    def reply(self, shown: list[dict], questions: list[str], collection: str) -> list[dict]:
+        if not shown or shown[-1]["role"] != "user":
+            return shown
+        return [*shown, {"role": "assistant", "content": self.ask(questions[-1], questions[:-1], collection)}]
+
+    def drop_reply(self, shown: list[dict]) -> list[dict]:
+        return shown[:-1] if shown and shown[-1]["role"] == "assistant" else shown
+
+    # The collection picker and the Documents panel.
+
+    def entries(self, pipeline: Pipeline) -> list[dict]:
         if not self.editable:
-            return [{"id": d.id, "title": d.title, "pages": list(d.pages)} for d in self.pipeline.given_documents]
-        return self.pipeline.collection.entries()
+            return [{"id": d.id, "title": d.title, "pages": list(d.pages)} for d in pipeline.given_documents]
+        return pipeline.collection.entries()
 
-    def header(self, entries: list[dict]) -> str:
+    def header(self, entries: list[dict], collection: str) -> str:
+        where = f"collection *{escape(collection)}*"
         if len(entries) == 1:
-            subject = f"*{escape(entries[0].get('title') or entries[0]['id'])}*"
+            subject = f"*{escape(entries[0].get('title') or entries[0]['id'])}* ({where})"
         elif entries:
-            subject = f"the {len(entries)} documents of collection *{escape(self.pipeline.collection.name)}*"
+            subject = f"the {len(entries)} documents of {where}"
         else:
-            subject = "your documents: add some under Documents · ajoutez-en sous Documents"
+            subject = f"{where}, empty for now: add documents under Documents · ajoutez-en sous Documents"
         return ("## Ask the documents · Questions sur les documents\n"
                 f"In English or French, about {subject}: answers are the documents' own words, "
                 "highlighted in their passage.")
@@ -346,42 +392,62 @@ class ChatApp:
         )
         return f"<div class='rag-docs'><ul>{items}</ul></div>"
 
-    def visit(self):
-        """A page opened: the panel as the collection is now, read again first if another
-        process changed it (a document added with ``rag add`` is listed and answered from)."""
+    def visit(self, request: gr.Request):
+        """A page opened, at ``?collection=NAME`` or at the launch collection: its panel as
+        the collection is now, read again first if another process changed it (a document
+        added with ``rag add`` is listed and answered from)."""
+        asked = (request.query_params.get("collection") or "") if request else ""
+        return self.open_collection(asked or self.launch_collection, self.launch_collection)
+
+    def open_collection(self, name: str | None, current: str):
+        """Another collection picked (or typed, to make a new one): the chat starts over in it.
+        A name that cannot be a collection leaves the current one, said on the status line."""
+        status = ""
+        try:
+            pipeline = self.pipeline_for((name or "").strip() or current)
+        except ValueError as error:
+            pipeline, status = self.pipeline_for(current), failure(str(error))
+        name = pipeline.collection.name
         if self.ready.is_set() and self.error is None:
             try:
-                self.pipeline.refresh()
+                pipeline.refresh()
             except Exception:  # the panel still shows what is listed; answers come from the index loaded
-                log.exception("reading collection %s again failed", self.pipeline.collection.name)
-        return self.panel()
+                log.exception("reading collection %s again failed", name)
+        if not status and self.editable and not pipeline.collection.exists and name != DEFAULT_COLLECTION:
+            status = f"<p>{both_languages('new_collection').format(name=escape(name))}</p>"
+        picker = gr.Dropdown(choices=self.collections() if name in self.collections()
+                             else [*self.collections(), name], value=name)
+        return (name, name, picker, gr.Column(visible=name == DEFAULT_COLLECTION and self.editable), [], [],
+                *self.panel(name, status))
 
-    def panel(self, status: str = ""):
+    def panel(self, collection: str, status: str = ""):
         """The panel's contents after a change: header, list, the choices to remove, the status line."""
-        entries = self.entries()
+        entries = self.entries(self.pipeline_for(collection))
         ids = [e["id"] for e in entries]
-        return (self.header(entries), self.document_list(entries), gr.Dropdown(choices=ids, value=None),
+        return (self.header(entries, collection), self.document_list(entries), gr.Dropdown(choices=ids, value=None),
                 gr.Accordion(label=f"Documents ({len(ids)})"), status)
 
-    def add_files(self, files: list[str] | None, progress=gr.Progress()):
+    def add_files(self, files: list[str] | None, collection: str, progress=gr.Progress()):
         """Index uploaded files into the collection, with progress; each file
         that cannot be added is named with the reason. Uploads are deleted
         once read: the collection keeps its own copy of their text."""
         paths = [str(f) for f in files or []]
-        if not paths:
-            return (*self.panel(), None)
-
-        def report_progress(done: int, total: int, what: str) -> None:
-            progress((done, total), desc=f"Indexing · Indexation: {what}", unit="passages")
-
         try:
-            report = self.pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths],
-                                       max_mb=self.pipeline.settings.max_upload_mb)
-        except (CollectionBusy, StorageError) as error:
-            return (*self.panel(failure(str(error))), None)
-        except Exception:  # never a bare error badge: the user hears that nothing changed
-            log.exception("adding %d uploaded file(s) failed", len(paths))
-            return (*self.panel(failure(both_languages("add_failed"))), None)
+            if not paths:
+                return (*self.panel(collection), None)
+
+            def report_progress(done: int, total: int, what: str) -> None:
+                progress((done, total), desc=f"Indexing · Indexation: {what}", unit="passages")
+
+            try:
+                pipeline = self.pipeline_for(collection)
+                report = pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths],
+                                      max_mb=pipeline.settings.max_upload_mb)
+            except (ValueError, CollectionBusy, StorageError) as error:
+                return (*self.panel(collection, failure(str(error))), None)
+            except Exception:  # never a bare error badge: the user hears that nothing changed
+                log.exception("adding %d uploaded file(s) failed", len(paths))
+                return (*self.panel(collection, failure(both_languages("add_failed"))), None)
         finally:
             for path in paths:  # every upload, read or refused: the collection keeps its own copy of the text
                 try:
@@ -392,16 +458,16 @@ class ChatApp:
         lines += [f"<p>Replaced · Remplacé : {escape(n)}</p>" for n in report.replaced]
         lines += [f"<p>Already there · Déjà présent : {escape(n)}</p>" for n in report.unchanged]
         lines += [failure(why.both()) for why in report.failed.values()]
-        return (*self.panel(f"<div class='rag-status'>{''.join(lines)}</div>"), None)
+        return (*self.panel(collection, f"<div class='rag-status'>{''.join(lines)}</div>"), None)
 
-    def remove_document(self, doc_id: str | None):
+    def remove_document(self, doc_id: str | None, collection: str):
         if not doc_id:
-            return self.panel("<p>Choose a document to remove · Choisissez un document à retirer</p>")
+            return self.panel(collection, "<p>Choose a document to remove · Choisissez un document à retirer</p>")
         try:
-            self.pipeline.remove([doc_id])
+            self.pipeline_for(collection).remove([doc_id])
         except (ValueError, CollectionBusy, StorageError) as error:
-            return self.panel(failure(str(error)))
-        return self.panel(f"<p>Removed · Retiré : {escape(doc_id)}</p>")
+            return self.panel(collection, failure(str(error)))
+        return self.panel(collection, f"<p>Removed · Retiré : {escape(doc_id)}</p>")
 
 
 def failure(message: str) -> str:
@@ -450,21 +516,28 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
     threading.Thread(target=chat.load, name="rag-warm-up", daemon=True).start()
     private = {"api_visibility": "private"}
     with ChatBlocks(chat, title="Ask the documents", analytics_enabled=False) as app:
-        entries = chat.entries()
-        header = gr.Markdown(chat.header(entries), elem_id="rag-header")
+        entries = chat.entries(chat.pipeline)
+        header = gr.Markdown(chat.header(entries, chat.launch_collection), elem_id="rag-header")
         # The chat takes what the viewport leaves for it, so the box and buttons stay on screen on a phone.
         shown = gr.Chatbot(height="calc(100dvh - 330px)", min_height=260, show_label=False, autoscroll=False,
                            placeholder="Ask a question · Posez une question", elem_id="rag-chat")
         questions = gr.State([])
+        collection = gr.State(chat.launch_collection)  # this visitor's collection
+        address = gr.Textbox(chat.launch_collection, visible="hidden", elem_id="rag-address")  # and in the URL
         box = gr.Textbox(label="Your question · Votre question", placeholder="Your question · Votre question",
                          show_label=False,  # the label still names the box for screen readers
                          max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True)
         with gr.Row(elem_id="rag-buttons"):
             retry = gr.Button(RETRY, size="sm", min_width=0)
             clear = gr.Button(NEW_CHAT, size="sm", min_width=0)
-        if chat.pipeline.given_documents is None and chat.pipeline.collection.name == DEFAULT_COLLECTION:
-            gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
+        with gr.Column(visible=chat.editable and chat.launch_collection == DEFAULT_COLLECTION) as examples:
+            if chat.editable:
+                gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
         with gr.Accordion(f"Documents ({len(entries)})", open=False, elem_id="rag-documents") as panel:
+            if chat.editable:
+                picker = gr.Dropdown(chat.collections(), value=chat.launch_collection, allow_custom_value=True,
+                                     label="Collection · type a new name to make one · un nouveau nom en crée une",
+                                     elem_id="rag-collection")
             listing = gr.HTML(chat.document_list(entries))
             if chat.editable:
                 upload = accept_every_file(gr.File(
@@ -478,19 +551,25 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                 panel_outputs = [header, listing, chosen, panel, status]
                 # Uploads are read side by side (a slow file holds up no other) and written one at a
                 # time by the collection's lock; questions go on meanwhile.
-                upload.upload(chat.add_files, upload, [*panel_outputs, upload], concurrency_limit=4,
+                upload.upload(chat.add_files, [upload, collection], [*panel_outputs, upload], concurrency_limit=4,
                               concurrency_id="upload", **private)
-                remove.click(chat.remove_document, chosen, panel_outputs, concurrency_limit=1,
+                remove.click(chat.remove_document, [chosen, collection], panel_outputs, concurrency_limit=1,
                              concurrency_id="writer", **private)
-                # each visit lists the collection as it is now, not as it was when the server started
-                app.load(chat.visit, None, panel_outputs, concurrency_limit=1, concurrency_id="writer", **private)
+                # Each visit opens the collection the link names (?collection=NAME) as it is now, not as
+                # it was when the server started; picking another starts the chat over there, and the
+                # address follows, so that a link or a reload opens it again.
+                opened = [collection, address, picker, examples, shown, questions, *panel_outputs]
+                app.load(chat.visit, None, opened, concurrency_limit=1, concurrency_id="writer", **private)
+                picker.input(chat.open_collection, [picker, collection], opened, concurrency_limit=1,
+                             concurrency_id="writer", **private)
+                address.change(None, address, None, js=ADDRESS_JS, **private)
 
         # Two answers at a time suit a 2-core machine; further questions wait in the queue.
         box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False, **private).then(
-            chat.reply, [shown, questions], shown, concurrency_limit=2, concurrency_id="reader", **private
+            chat.reply, [shown, questions, collection], shown, concurrency_limit=2, concurrency_id="reader", **private
         )
         retry.click(chat.drop_reply, shown, shown, queue=False, **private).then(
-            chat.reply, [shown, questions], shown, concurrency_limit=2, concurrency_id="reader", **private
+            chat.reply, [shown, questions, collection], shown, concurrency_limit=2, concurrency_id="reader", **private
         )
         clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private)
         shown.clear(list, None, questions, queue=False, **private)  # the chat's own trash button

@@ -160,9 +160,9 @@ def test_a_read_only_index_folder_is_told_and_still_answers(work, library, tmp_p
         from ui import ChatApp
 
         chat = ChatApp(work)
-        *_, status, cleared = chat.add_files([str(shutil.copy(library / "notes.md", tmp_path / "upload.md"))])
+        *_, status, cleared = chat.add_files([str(shutil.copy(library / "notes.md", tmp_path / "upload.md"))], "work")
         assert "read-only file system" in html.unescape(status) and cleared is None
-        *_, status = chat.remove_document("notes.md")
+        *_, status = chat.remove_document("notes.md", "work")
         assert "read-only file system" in html.unescape(status)
     assert sorted(e["id"] for e in work.collection.entries()) == ["ancien.txt", "notes.md"]
 

@@ -173,7 +173,7 @@ def test_server_is_offline_and_limits_uploads(server, pipeline):
         config = json.load(response)
     assert config["analytics_enabled"] is False
     assert config["max_file_size"] == pipeline.settings.max_upload_mb * 1024 * 1024
-    boxes = [c for c in config["components"] if c.get("type") == "textbox"]
+    boxes = [c for c in config["components"] if c.get("type") == "textbox" and c["props"]["visible"] is True]
     assert [b["props"]["max_length"] for b in boxes] == [pipeline.settings.max_question_chars]
     body = b"x" * (pipeline.settings.max_upload_mb * 1024 * 1024 + 1)
     boundary = "rag-test-boundary"
@@ -386,7 +386,7 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport=VIEWPORTS["desktop"], color_scheme=scheme)
             page.goto(url)
-            expect(page.locator("#rag-header")).to_contain_text("add some under Documents")
+            expect(page.locator("#rag-header")).to_contain_text("collection mine, empty for now")
             page.get_by_text("Documents (0)").click()
             page.locator("#rag-upload input[type=file]").set_input_files([str(pdf), str(word), str(scanned)])
             status = page.locator("#rag-status")
@@ -459,6 +459,84 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
         app.close()
     assert [e["id"] for e in mine.collection.entries()] == ["rapport-annuel.pdf", "note.md"]
     assert not list((tmp_path / "index" / "mine").rglob("*.pdf"))  # the collection keeps text, not uploads
+
+
+@pytest.mark.browser
+def test_browser_picks_and_makes_collections_and_the_answers_follow(pipeline, tmp_path):
+    """Two collections under one index folder: a link opens either, the picker
+    switches between them (the chat starting over, the address following), a
+    new name makes an empty collection that says so, a bad name changes nothing;
+    the API takes the collection too."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from rag import Pipeline
+
+    notes = {"alpha": "Le siège de Talvane se trouve à Quimper depuis 2011.",
+             "beta": "La société Orbilo a été fondée par Ingrid Solberg à Dijon."}
+    for name, text in notes.items():
+        (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+        other = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection=name))
+        other.embedder, other.reader = pipeline.embedder, pipeline.reader
+        assert other.add([tmp_path / f"{name}.txt"]).added == [f"{name}.txt"]
+    alpha = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection="alpha"))
+    alpha.embedder, alpha.reader = pipeline.embedder, pipeline.reader
+    app, url = serve(alpha)
+    try:
+        client = Client(url, verbose=False)
+        assert "Solberg" in client.predict("Qui a fondé Orbilo ?", [], "beta", api_name="/ask_json")["text"]
+        assert "Quimper" in client.predict("Où est le siège de Talvane ?", api_name="/ask_json")["text"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORTS["desktop"])
+            bot = page.locator("[data-testid='bot']")
+            box = page.get_by_role("textbox", name="Your question · Votre question")
+
+            def ask(question: str) -> None:
+                count = bot.count()
+                box.fill(question)
+                box.press("Enter")
+                expect(bot).to_have_count(count + 1, timeout=60_000)
+
+            page.goto(f"{url}?collection=beta")  # a link names the collection
+            expect(page.locator("#rag-header")).to_contain_text("collection beta", timeout=60_000)
+            ask("Qui a fondé Orbilo ?")
+            expect(bot.last.locator("mark")).to_contain_text("Ingrid Solberg")
+            link = bot.last.get_by_role("link", name="Ouvrir le document à ce passage").get_attribute("href")
+            assert "collection=beta" in link and "doc=beta.txt" in link
+
+            page.get_by_text("Documents (1)").click()
+            picker = page.locator("#rag-collection input")
+            expect(picker).to_have_value("beta")
+            picker.click()
+            expect(page.get_by_role("option")).to_have_text([re.compile(r"\balpha$"), re.compile(r"\bbeta$")])
+            page.get_by_role("option", name="alpha").click()
+            expect(page.locator("#rag-header")).to_contain_text("collection alpha", timeout=60_000)
+            expect(bot).to_have_count(0)  # a new conversation in the other collection
+            page.wait_for_url("**?collection=alpha")
+            ask("Qui a fondé Orbilo ?")  # asked in alpha, which does not say
+            expect(bot.last).not_to_contain_text("Solberg")
+            ask("Où est le siège de Talvane ?")
+            expect(bot.last.locator("mark")).to_contain_text("Quimper")
+
+            picker.fill("gamma")  # a new name makes a new, empty collection
+            picker.press("Enter")
+            expect(page.locator("#rag-status")).to_contain_text("Nouvelle collection gamma", timeout=60_000)
+            page.wait_for_url("**?collection=gamma")
+            expect(page.get_by_text("Documents (0)")).to_be_visible()
+            ask("Où est le siège de Talvane ?")
+            expect(bot.last).to_contain_text("La collection 'gamma' n'a pas encore de document")
+
+            picker.fill("../alpha")
+            picker.press("Enter")
+            expect(page.locator("#rag-status")).to_contain_text("not a collection name", timeout=60_000)
+            assert page.url.endswith("?collection=gamma")
+            expect(picker).to_have_value("gamma")
+            browser.close()
+    finally:
+        app.close()
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["alpha", "beta"]  # gamma: only a name so far
 
 
 def test_refusals_are_one_log_line_and_run_history_is_off(server, client, capfd):

@@ -310,8 +310,15 @@ class Pipeline:
     def for_documents(self, documents: list[Document], index_dir: Path) -> Pipeline:
         """A pipeline over other documents, with its own index, that shares
         this one's loaded models (evaluating many documents loads them once)."""
+        return self._sharing_models(Pipeline(replace(self.settings, index_dir=Path(index_dir)), documents))
+
+    def for_collection(self, name: str) -> Pipeline:
+        """The pipeline of another collection of the same index folder, sharing this
+        one's loaded models (a chat serves many collections with one copy of them)."""
+        return self._sharing_models(Pipeline(replace(self.settings, collection=name)))
+
+    def _sharing_models(self, other: Pipeline) -> Pipeline:
         self.load_models()
-        other = Pipeline(replace(self.settings, index_dir=Path(index_dir)), documents)
         other.embedder = self.embedder
         other.reader, other.verifier, other.confidence = self.reader, self.verifier, self.confidence
         return other

@@ -27,6 +27,10 @@ MESSAGES = {
         "page": "page",
         "open": "Open the document at this passage",
         "no_document": "This document is not in the collection (removed?).",
+        "bad_collection": ("That is not a collection name: use up to 64 letters, digits, '.', '-' or '_', "
+                           "starting with a letter or digit."),
+        "new_collection": "New collection {name}: add files under Documents to ask about them.",
+        "documents_only": "This chat answers from the documents it was started with; it has no collections.",
         "add_failed": "The files could not be added; the collection is unchanged.",
     },
     "fr": {
@@ -49,6 +53,11 @@ MESSAGES = {
         "page": "page",
         "open": "Ouvrir le document à ce passage",
         "no_document": "Ce document n'est pas dans la collection (retiré ?).",
+        "bad_collection": ("Ce n'est pas un nom de collection : jusqu'à 64 lettres, chiffres, « . », « - » ou "
+                           "« _ », commençant par une lettre ou un chiffre."),
+        "new_collection": "Nouvelle collection {name} : ajoutez des fichiers sous Documents pour les interroger.",
+        "documents_only": ("Ce chat répond à partir des documents donnés au démarrage ; il n'a pas de "
+                           "collections."),
         "add_failed": "Les fichiers n'ont pas pu être ajoutés ; la collection est inchangée.",
     },
 }

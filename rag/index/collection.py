@@ -36,13 +36,18 @@ from rag.documents import SUPPORTED_SUFFIXES, Chunk, Document, ReadLimits, Unrea
 from rag.documents.refusals import Refusal, refusal
 from rag.embedding.materialize import sha256_file
 from rag.index.faults import storage_error
-from rag.index.names import check_name
+from rag.index.names import check_name, collection_names
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 MANIFEST, LOCK = "collection.json", ".lock"
 DEFAULT_COLLECTION = "default"
+
+def list_collections(index_dir: Path) -> list[str]:
+    """The collections written under ``index_dir`` (each has its manifest), sorted by name."""
+    return collection_names(index_dir, MANIFEST)
+
 
 # progress(done, total, what): passages embedded so far, passages to embed, the document being embedded.
 Progress = Callable[[int, int, str], None]

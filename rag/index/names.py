@@ -24,3 +24,12 @@ def collection_folder(index_dir: Path, name: str) -> Path:
     if folder.resolve().parent != Path(index_dir).resolve():
         raise ValueError(f"collection {name!r} would leave the index folder {index_dir} (a link?): refused")
     return folder
+
+
+def collection_names(index_dir: Path, manifest: str) -> list[str]:
+    """The collections under ``index_dir``: folders with a plain name that hold a ``manifest``, sorted."""
+    try:
+        folders = list(Path(index_dir).iterdir())
+    except OSError:  # no index folder yet, or one that cannot be read: no collections to offer
+        return []
+    return sorted(f.name for f in folders if _NAME.match(f.name) and ".." not in f.name and (f / manifest).is_file())
