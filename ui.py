@@ -392,16 +392,18 @@ class ChatApp:
         )
         return f"<div class='rag-docs'><ul>{items}</ul></div>"
 
-    def visit(self, request: gr.Request):
+    def visit(self, saved: Any, request: gr.Request):
         """A page opened, at ``?collection=NAME`` or at the launch collection: its panel as
         the collection is now, read again first if another process changed it (a document
-        added with ``rag add`` is listed and answered from)."""
+        added with ``rag add`` is listed and answered from), and the conversation this
+        browser had there."""
         asked = (request.query_params.get("collection") or "") if request else ""
-        return self.open_collection(asked or self.launch_collection, self.launch_collection)
+        return self.open_collection(asked or self.launch_collection, self.launch_collection, saved)
 
-    def open_collection(self, name: str | None, current: str):
-        """Another collection picked (or typed, to make a new one): the chat starts over in it.
-        A name that cannot be a collection leaves the current one, said on the status line."""
+    def open_collection(self, name: str | None, current: str, saved: Any):
+        """Another collection picked (or typed, to make a new one): the chat goes on with the
+        conversation this browser had there, or starts one. A name that cannot be a
+        collection leaves the current one, said on the status line."""
         status = ""
         try:
             pipeline = self.pipeline_for((name or "").strip() or current)
@@ -417,8 +419,8 @@ class ChatApp:
             status = f"<p>{both_languages('new_collection').format(name=escape(name))}</p>"
         picker = gr.Dropdown(choices=self.collections() if name in self.collections()
                              else [*self.collections(), name], value=name)
-        return (name, name, picker, gr.Column(visible=name == DEFAULT_COLLECTION and self.editable), [], [],
-                *self.panel(name, status))
+        return (name, name, picker, gr.Column(visible=name == DEFAULT_COLLECTION and self.editable),
+                *restored(saved, name), *self.panel(name, status))
 
     def panel(self, collection: str, status: str = ""):
         """The panel's contents after a change: header, list, the choices to remove, the status line."""
@@ -468,6 +470,45 @@ class ChatApp:
         except (ValueError, CollectionBusy, StorageError) as error:
             return self.panel(collection, failure(str(error)))
         return self.panel(collection, f"<p>Removed · Retiré : {escape(doc_id)}</p>")
+
+
+# What a browser keeps of its conversations (its local storage holds a few megabytes).
+KEPT_MESSAGES, KEPT_COLLECTIONS = 40, 8
+
+
+def message_text(content: Any) -> str | None:
+    """A chat message's text, as Gradio sends it back (a string or a list of text parts); None if it is neither."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    return None
+
+
+def restored(saved: Any, collection: str) -> tuple[list[dict], list[str]]:
+    """The conversation a browser kept for ``collection`` (messages shown, questions asked),
+    or an empty one when what it kept is not of that shape."""
+    kept = saved.get(collection) if isinstance(saved, dict) else None
+    shown = kept.get("shown") if isinstance(kept, dict) else None
+    questions = kept.get("questions") if isinstance(kept, dict) else None
+    if not isinstance(shown, list) or not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+        return [], []
+    messages = [{"role": m.get("role"), "content": message_text(m.get("content"))} for m in shown if isinstance(m, dict)]
+    if len(messages) != len(shown) or any(m["role"] not in ("user", "assistant") or m["content"] is None
+                                          for m in messages):
+        return [], []
+    return messages, questions
+
+
+def kept(saved: Any, collection: str, shown: list[dict], questions: list[str]) -> dict:
+    """What the browser keeps after a change: this collection's conversation (its latest
+    messages), last, after those of the other collections it holds."""
+    others = {name: value for name, value in (saved.items() if isinstance(saved, dict) else ())
+              if name != collection and isinstance(name, str)}
+    messages = [{"role": m["role"], "content": message_text(m["content"])} for m in shown][-KEPT_MESSAGES:]
+    asked = sum(m["role"] == "user" for m in messages)  # the trash button empties the chat before the questions
+    conversation = {"shown": messages, "questions": list(questions)[-asked:] if asked else []}
+    return dict([*list(others.items())[-(KEPT_COLLECTIONS - 1):], (collection, conversation)])
 
 
 def failure(message: str) -> str:
@@ -523,6 +564,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                            placeholder="Ask a question · Posez une question", elem_id="rag-chat")
         questions = gr.State([])
         collection = gr.State(chat.launch_collection)  # this visitor's collection
+        # and its conversations, in the browser: a reload, or a link to a collection, goes on with them
+        saved = gr.BrowserState({}, storage_key="rag-conversations")
         address = gr.Textbox(chat.launch_collection, visible="hidden", elem_id="rag-address")  # and in the URL
         box = gr.Textbox(label="Your question · Votre question", placeholder="Your question · Votre question",
                          show_label=False,  # the label still names the box for screen readers
@@ -556,23 +599,30 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                 remove.click(chat.remove_document, [chosen, collection], panel_outputs, concurrency_limit=1,
                              concurrency_id="writer", **private)
                 # Each visit opens the collection the link names (?collection=NAME) as it is now, not as
-                # it was when the server started; picking another starts the chat over there, and the
-                # address follows, so that a link or a reload opens it again.
+                # it was when the server started; picking another goes on with this browser's
+                # conversation there, and the address follows, so that a link or a reload opens it again.
                 opened = [collection, address, picker, examples, shown, questions, *panel_outputs]
-                app.load(chat.visit, None, opened, concurrency_limit=1, concurrency_id="writer", **private)
-                picker.input(chat.open_collection, [picker, collection], opened, concurrency_limit=1,
+                app.load(chat.visit, saved, opened, concurrency_limit=1, concurrency_id="writer", **private)
+                picker.input(chat.open_collection, [picker, collection, saved], opened, concurrency_limit=1,
                              concurrency_id="writer", **private)
                 address.change(None, address, None, js=ADDRESS_JS, **private)
+            else:
+                app.load(lambda saved_now: restored(saved_now, chat.launch_collection), saved, [shown, questions],
+                         queue=False, **private)
 
-        # Two answers at a time suit a 2-core machine; further questions wait in the queue.
+        # Two answers at a time suit a 2-core machine; further questions wait in the queue. After
+        # each change the browser keeps the conversation (saved by the events that change it: the
+        # chat's own change event also fires as a page opens, before the kept conversations are read).
+        keep = {"fn": kept, "inputs": [saved, collection, shown, questions], "outputs": saved, "queue": False,
+                **private}
         box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False, **private).then(
             chat.reply, [shown, questions, collection], shown, concurrency_limit=2, concurrency_id="reader", **private
-        )
+        ).then(**keep)
         retry.click(chat.drop_reply, shown, shown, queue=False, **private).then(
             chat.reply, [shown, questions, collection], shown, concurrency_limit=2, concurrency_id="reader", **private
-        )
-        clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private)
-        shown.clear(list, None, questions, queue=False, **private)  # the chat's own trash button
+        ).then(**keep)
+        clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private).then(**keep)
+        shown.clear(list, None, questions, queue=False, **private).then(**keep)  # the chat's own trash button
         gr.api(chat.ask, api_name="ask", concurrency_limit=2, concurrency_id="reader")
         gr.api(chat.ask_json, api_name="ask_json", concurrency_limit=2, concurrency_id="reader")
     return app

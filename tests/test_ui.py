@@ -267,6 +267,9 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         box.fill("Qui a fondé Mistral ?")  # a new conversation starts without the old history
         box.press("Enter")
         expect(bot).to_have_count(1, timeout=60_000)
+        page.reload()  # the new conversation is the one kept, the old one is gone
+        expect(bot).to_have_count(1, timeout=60_000)
+        expect(page.locator("[data-testid='user']")).to_have_text(["Qui a fondé Mistral ?"])
         browser.close()
 
 
@@ -520,6 +523,20 @@ def test_browser_picks_and_makes_collections_and_the_answers_follow(pipeline, tm
             ask("Où est le siège de Talvane ?")
             expect(bot.last.locator("mark")).to_contain_text("Quimper")
 
+            page.reload()  # the browser kept the conversation, in its collection
+            expect(bot).to_have_count(2, timeout=60_000)
+            expect(bot.last.locator("mark")).to_contain_text("Quimper")
+            expect(page.locator("#rag-header")).to_contain_text("collection alpha")
+            page.get_by_text(RETRY, exact=True).click()  # asks the kept question again: the questions came back too
+            expect(bot.last.locator("mark")).to_contain_text("Quimper", timeout=60_000)
+            expect(bot).to_have_count(2)
+            page.get_by_text("Documents (1)").click()
+            picker.click()
+            page.get_by_role("option", name="beta").click()
+            expect(page.locator("#rag-header")).to_contain_text("collection beta", timeout=60_000)
+            expect(bot).to_have_count(1)  # beta's own conversation, as it was left
+            expect(bot.last.locator("mark")).to_contain_text("Ingrid Solberg")
+
             picker.fill("gamma")  # a new name makes a new, empty collection
             picker.press("Enter")
             expect(page.locator("#rag-status")).to_contain_text("Nouvelle collection gamma", timeout=60_000)
@@ -537,6 +554,28 @@ def test_browser_picks_and_makes_collections_and_the_answers_follow(pipeline, tm
     finally:
         app.close()
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["alpha", "beta"]  # gamma: only a name so far
+
+
+def test_a_kept_conversation_is_restored_only_in_its_own_shape():
+    from ui import KEPT_COLLECTIONS, KEPT_MESSAGES, kept, restored
+
+    shown = [{"role": "user", "content": [{"type": "text", "text": "Qui ?"}], "metadata": None},
+             {"role": "assistant", "content": "<div class='rag-reply'>Lui</div>"}]
+    saved = kept({}, "work", shown, ["Qui ?"])
+    assert restored(saved, "work") == ([{"role": "user", "content": "Qui ?"},
+                                        {"role": "assistant", "content": "<div class='rag-reply'>Lui</div>"}], ["Qui ?"])
+    assert restored(saved, "other") == ([], [])
+    for bad in (None, 3, "x", {"work": []}, {"work": {"shown": "x", "questions": []}},
+                {"work": {"shown": [{"role": "system", "content": "x"}], "questions": []}},
+                {"work": {"shown": [{"role": "user", "content": {"a": 1}}], "questions": []}},
+                {"work": {"shown": [], "questions": [1]}}, {"work": {"shown": [3], "questions": []}}):
+        assert restored(bad, "work") == ([], [])
+    assert kept(saved, "work", [], ["Qui ?"])["work"] == {"shown": [], "questions": []}  # the trash button
+    many = [{"role": "user", "content": str(i)} for i in range(3 * KEPT_MESSAGES)]
+    assert len(kept({}, "work", many, [m["content"] for m in many])["work"]["questions"]) == KEPT_MESSAGES
+    for number in range(2 * KEPT_COLLECTIONS):
+        saved = kept(saved, f"c{number}", shown, ["Qui ?"])
+    assert len(saved) == KEPT_COLLECTIONS and list(saved)[-1] == f"c{2 * KEPT_COLLECTIONS - 1}"
 
 
 def test_refusals_are_one_log_line_and_run_history_is_off(server, client, capfd):
