@@ -40,7 +40,7 @@ from rag.answer.wording import both_languages, percent, quoted_note, words_for  
 from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
 from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError, check_name, list_collections  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.web import cut_at_pages, source_page  # noqa: E402
+from rag.web import cut_at_pages, excerpt_bounds, source_page  # noqa: E402
 
 log = logging.getLogger("rag.ui")
 
@@ -76,14 +76,26 @@ CSS = """
 #rag-status .rag-failed { color: #b91c1c; }
 .dark #rag-status .rag-failed { color: #fca5a5; }
 #rag-buttons { flex-wrap: nowrap; }
+#rag-upload .or { color: #52525b; }
+.dark #rag-upload .or { color: #d4d4d8; }
+#rag-question textarea::placeholder { color: #52525b; opacity: 1; }
+.dark #rag-question textarea::placeholder { color: #d4d4d8; }
+#rag-question textarea:focus-visible { outline: 2px solid #1d4ed8 !important; outline-offset: 2px; }
+.dark #rag-question textarea:focus-visible { outline-color: #93c5fd !important; }
+footer, footer a, footer button { color: #52525b !important; }
+.dark footer, .dark footer a, .dark footer button { color: #d4d4d8 !important; }
+#rag-chat .bubble-wrap { padding-top: 34px; }  /* the first message starts below the chat's toolbar */
 @media (max-width: 640px) {
   #rag-chat { height: calc(100dvh - 390px) !important; }
+  #rag-header h2 { font-size: 1.05rem; }
   #rag-header p { font-size: .8rem; }
+  #rag-chat .message-row { margin: 10px 4px 8px !important; max-width: calc(100% - 8px) !important; }
+  #rag-chat .scroll-down-button-container { display: none; }  /* it covered the answer's lines */
 }
 """
 
-# Three things Gradio's chat does not do by itself. Screen readers are given each
-# message's text, where Gradio's aria-label holds its raw HTML. A new answer is
+# What Gradio's chat does not do by itself. The send button, an icon, gets a name, and the question box its own.
+# Screen readers are given each message's text, where Gradio's aria-label holds its raw HTML. A new answer is
 # scrolled to its start, not its end: on a phone a long reply would otherwise
 # hide its first line, the answer, above the fold. And the copy buttons copy
 # text (the answer, its confidence, where it was read), not the reply's markup.
@@ -93,6 +105,11 @@ HEAD = """
   const MESSAGES = "[data-testid='bot'], [data-testid='user']";
   const flat = (node) => node ? node.innerText.replace(/\\s+/g, " ").trim() : "";
   const tidy = () => {
+    document.querySelectorAll("#rag-question button[data-testid='submit-button']:not([aria-label])")
+      .forEach((button) => button.setAttribute("aria-label", "Ask · Demander"));
+    // the box's label wraps the send button too, whose name would otherwise join the box's
+    document.querySelectorAll("#rag-question textarea:not([aria-label])")
+      .forEach((box) => box.setAttribute("aria-label", "Your question · Votre question"));
     const shown = document.querySelectorAll(MESSAGES);
     let changed = null;
     shown.forEach((message) => {
@@ -107,7 +124,8 @@ HEAD = """
     const chat = last.closest(".bubble-wrap");
     if (!chat) return;
     const top = last.getBoundingClientRect().top - chat.getBoundingClientRect().top;
-    chat.scrollTop += last.dataset.testid === "bot" ? top - 8 : chat.scrollHeight;
+    // 40 px above the answer: the chat's toolbar (copy, clear) sits over the top of the chat
+    chat.scrollTop += last.dataset.testid === "bot" ? top - 40 : chat.scrollHeight;
   };
   new MutationObserver(tidy).observe(document.documentElement,
     {subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["aria-label"]});
@@ -177,13 +195,15 @@ def escape(text: str) -> str:
 
 
 def highlighted_passage(answer: Answer, page_starts: Sequence[int] = ()) -> str:
-    """The answer's passage, the answer marked in place and a page mark where a page starts inside it."""
+    """The answer's passage around it, the answer marked in place and a page mark where a page starts inside it."""
     source = answer.sources[answer.source_index]
+    first, last = excerpt_bounds(source.text, answer.start - source.start, answer.end - source.start)
     page = words_for(answer.language)["page"]
     shown = {"text": lambda p: escape(p.text), "answer": lambda p: f"<mark>{escape(p.text)}</mark>",
              "page": lambda p: f"<span class='rag-page'>{page} {p.page}</span>"}
-    return "".join(shown[p.kind](p) for p in cut_at_pages(source.text, source.start, page_starts,
-                                                          (answer.start, answer.end)))
+    pieces = cut_at_pages(source.text[first:last], source.start + first, page_starts, (answer.start, answer.end))
+    return ("… " if first else "") + "".join(shown[p.kind](p) for p in pieces) + (" …" if last < len(source.text)
+                                                                                   else "")
 
 
 def source_link(answer: Answer, words: dict[str, str], collection: str | None) -> str:
@@ -561,7 +581,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
         header = gr.Markdown(chat.header(entries, chat.launch_collection), elem_id="rag-header")
         # The chat takes what the viewport leaves for it, so the box and buttons stay on screen on a phone.
         shown = gr.Chatbot(height="calc(100dvh - 330px)", min_height=260, show_label=False, autoscroll=False,
-                           placeholder="Ask a question · Posez une question", elem_id="rag-chat")
+                           placeholder="Ask a question · Posez une question", elem_id="rag-chat",
+                           buttons=["copy", "copy_all"])  # no share button: nothing leaves the machine
         questions = gr.State([])
         collection = gr.State(chat.launch_collection)  # this visitor's collection
         # and its conversations, in the browser: a reload, or a link to a collection, goes on with them
@@ -569,7 +590,8 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
         address = gr.Textbox(chat.launch_collection, visible="hidden", elem_id="rag-address")  # and in the URL
         box = gr.Textbox(label="Your question · Votre question", placeholder="Your question · Votre question",
                          show_label=False,  # the label still names the box for screen readers
-                         max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True)
+                         max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True,
+                         elem_id="rag-question")
         with gr.Row(elem_id="rag-buttons"):
             retry = gr.Button(RETRY, size="sm", min_width=0)
             clear = gr.Button(NEW_CHAT, size="sm", min_width=0)

@@ -30,3 +30,15 @@ def test_offsets_outside_the_text_highlight_nothing():
     document = Document(id="note.txt", title="note", text="Short text.")
     for span in [(5, 500), (-3, 2), (4, 4), None]:
         assert "<mark" not in source_page(document, span)
+
+
+def test_an_excerpt_keeps_the_answer_and_cuts_at_spaces():
+    from rag.web import excerpt_bounds
+
+    text = " ".join(f"word{i}" for i in range(200))
+    start = text.index("word100")
+    end = start + len("word100")
+    first, last = excerpt_bounds(text, start, end, around=50)
+    assert first <= start and end <= last and start - first <= 50 and last - end <= 50
+    assert text[first - 1] == " " and text[last] == " "  # whole words only
+    assert excerpt_bounds("short text", 0, 5) == (0, 10)
