@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ from rag.answer.language import detect_language  # noqa: E402
 from rag.answer.pipeline import clean_question  # noqa: E402
 from rag.answer.wording import both_languages, percent, quoted_note, words_for  # noqa: E402
 from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
+from rag.documents.refusals import REASONS  # noqa: E402
 from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError, check_name, list_collections  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.web import cut_at_pages, excerpt_bounds, source_page  # noqa: E402
@@ -75,6 +77,8 @@ CSS = """
 .dark .rag-docs small { color: #d4d4d8; }
 #rag-status .rag-failed { color: #b91c1c; }
 .dark #rag-status .rag-failed { color: #fca5a5; }
+#rag-upload-note .rag-failed { color: #b91c1c; }
+.dark #rag-upload-note .rag-failed { color: #fca5a5; }
 #rag-buttons { flex-wrap: nowrap; }
 #rag-upload .or { color: #52525b; }
 .dark #rag-upload .or { color: #d4d4d8; }
@@ -82,8 +86,12 @@ CSS = """
 .dark #rag-question textarea::placeholder { color: #d4d4d8; }
 #rag-question textarea:focus-visible { outline: 2px solid #1d4ed8 !important; outline-offset: 2px; }
 .dark #rag-question textarea:focus-visible { outline-color: #93c5fd !important; }
-footer, footer a, footer button { color: #52525b !important; }
-.dark footer, .dark footer a, .dark footer button { color: #d4d4d8 !important; }
+footer { color: #52525b !important; }
+.dark footer { color: #d4d4d8 !important; }
+footer a { color: #52525b !important; }
+.dark footer a { color: #d4d4d8 !important; }
+footer button { color: #52525b !important; }
+.dark footer button { color: #d4d4d8 !important; }
 #rag-chat .bubble-wrap { padding-top: 34px; }  /* the first message starts below the chat's toolbar */
 @media (max-width: 640px) {
   #rag-chat { height: calc(100dvh - 390px) !important; }
@@ -176,7 +184,87 @@ HEAD = """
   }, true);
 })();
 </script>
+<script>
+// Gradio checks an upload's size and type in the page, and says so in English alone, as an
+// error badge left on the drop zone. The chat checks first and says it in both languages, on a
+// line of its own; the other files of the same choice or drop are uploaded as usual.
+(() => {
+  const UPLOAD = /*UPLOAD*/null;
+  const fill = (template, values) => template.replace(/\{(\w+)\}/g, (all, key) => values[key] ?? all);
+  const why = (file) => {
+    const suffix = (file.name.match(/\.[^.]+$/) || [""])[0].toLowerCase();
+    if (!suffix) return fill(UPLOAD.no_suffix, {name: file.name});
+    if (!UPLOAD.suffixes.includes(suffix)) return fill(UPLOAD.unsupported, {name: file.name, suffix});
+    if (file.size > UPLOAD.limit) return fill(UPLOAD.too_large, {name: file.name, size: (file.size / 2 ** 20).toFixed(1)});
+    return null;
+  };
+  const tell = (reasons) => {
+    const note = document.querySelector("#rag-upload-note");
+    if (!note) return;
+    note.replaceChildren(...reasons.map((reason) => {
+      const line = document.createElement("p");
+      line.className = "rag-failed";
+      line.textContent = reason;
+      return line;
+    }));
+  };
+  const sort = (files) => {
+    const kept = new DataTransfer();
+    const reasons = [];
+    for (const file of files) {
+      const reason = why(file);
+      if (reason) reasons.push(reason); else kept.items.add(file);
+    }
+    tell(reasons);
+    return {kept, refused: reasons.length};
+  };
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!UPLOAD || !input.matches || !input.matches("#rag-upload input[type=file]") || input.dataset.sorted) return;
+    const {kept, refused} = sort(input.files);
+    if (!refused) return;
+    event.stopImmediatePropagation();
+    input.files = kept.files;
+    if (kept.files.length) {
+      input.dataset.sorted = "1";
+      input.dispatchEvent(new Event("change", {bubbles: true}));
+      delete input.dataset.sorted;
+    } else {
+      input.value = "";
+    }
+  }, true);
+  document.addEventListener("drop", (event) => {
+    const zone = event.target.closest && event.target.closest("#rag-upload");
+    const input = zone && zone.querySelector("input[type=file]");
+    if (!UPLOAD || !input || !event.dataTransfer) return;
+    const {kept, refused} = sort(event.dataTransfer.files);
+    if (!refused) return;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    if (kept.files.length) {
+      input.files = kept.files;
+      input.dataset.sorted = "1";
+      input.dispatchEvent(new Event("change", {bubbles: true}));
+      delete input.dataset.sorted;
+    }
+  }, true);
+})();
+</script>
 """
+
+
+def page_head(settings: Settings) -> str:
+    """The page's scripts, given what an upload may be (the refusals worded as the server words them)."""
+    english_and_french = {key: " · ".join(REASONS[key]) for key in ("too_large", "unsupported", "no_suffix")}
+    supported = ", ".join(SUPPORTED_SUFFIXES)
+    upload = {
+        "limit": settings.max_upload_mb * 2**20, "suffixes": list(SUPPORTED_SUFFIXES),
+        "too_large": english_and_french["too_large"].replace("{size:.1f}", "{size}")
+        .replace("{limit:.0f}", str(settings.max_upload_mb)),
+        "unsupported": english_and_french["unsupported"].replace("{supported}", supported),
+        "no_suffix": english_and_french["no_suffix"].replace("{supported}", supported),
+    }
+    return HEAD.replace("/*UPLOAD*/null", json.dumps(upload, ensure_ascii=False).replace("</", "<\\/"))
 
 # The page's address names the collection picked, so that a link or a reload opens it again.
 ADDRESS_JS = """(name) => {
@@ -608,6 +696,7 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                 upload = accept_every_file(gr.File(
                     label="Add files · Ajouter des fichiers (PDF, Word, HTML, Markdown, text)",
                     file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), height=130, elem_id="rag-upload"))
+                gr.HTML(elem_id="rag-upload-note")  # the page's own refusals (size, type), before any upload
                 status = gr.HTML(elem_id="rag-status")
                 with gr.Row():
                     chosen = gr.Dropdown([e["id"] for e in entries], value=None, label="Document to remove",
@@ -657,7 +746,7 @@ def launch(app: ChatBlocks, settings: Settings, host: str = "127.0.0.1", port: i
     app.queue(default_concurrency_limit=2, max_size=64)
     served = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
                         quiet=not block, max_file_size=f"{settings.max_upload_mb}mb",
-                        state_session_capacity=settings.max_sessions, css=CSS, head=HEAD,
+                        state_session_capacity=settings.max_sessions, css=CSS, head=page_head(settings),
                         run_history=settings.run_history)
     served[0].add_api_route("/source", app.chat.document_page, methods=["GET"], response_class=HTMLResponse,
                             include_in_schema=False)

@@ -441,14 +441,27 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
             page.goto(url)
             expect(page.locator("#rag-header")).to_contain_text("collection mine, empty for now")
             page.get_by_text("Documents (0)").click()
-            page.locator("#rag-upload input[type=file]").set_input_files([str(pdf), str(word), str(scanned)])
+            # Gradio's own checks (size, type) are made by the page first, in both languages, with no error badge.
+            huge = uploads / "énorme.txt"
+            huge.write_bytes(b"a" * (mine.settings.max_upload_mb * 2**20 + 1))
+            sheet = uploads / "budget.xlsx"
+            sheet.write_bytes(b"PK\x03\x04")
+            page.locator("#rag-upload input[type=file]").set_input_files(
+                [str(pdf), str(word), str(scanned), str(huge), str(sheet)])
+            note = page.locator("#rag-upload-note")
+            expect(note.locator("p")).to_have_count(2)
+            expect(note).to_contain_text(f"over the {mine.settings.max_upload_mb} MB limit · énorme.txt fait")
+            expect(note).to_contain_text("budget.xlsx: .xlsx is not supported")
+            expect(note).to_contain_text("le format .xlsx n'est pas pris en charge")
             status = page.locator("#rag-status")
             expect(status).to_contain_text("rapport-annuel.pdf", timeout=120_000)
             expect(status).to_contain_text("compte-rendu.docx")
             expect(status).to_contain_text("scan.pdf is not a readable PDF")
             expect(page.get_by_text("Documents (2)")).to_be_visible()
             expect(page.locator(".rag-docs")).to_contain_text("rapport-annuel.pdf, 3 pages")
-            for selector in (".rag-docs li", ".rag-docs small", ".rag-status p"):
+            expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+            expect(page.locator(".toast-body")).to_have_count(0)
+            for selector in (".rag-docs li", ".rag-docs small", ".rag-status p", "#rag-upload-note p"):
                 assert min(page.evaluate(CONTRASTS, selector)) >= 4.5, f"{selector} is hard to read in {scheme} mode"
 
             box = page.get_by_role("textbox").first
