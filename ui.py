@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse  # noqa: E402
 from gradio.data_classes import ListFiles  # noqa: E402
 
 from rag.answer import Answer, Pipeline  # noqa: E402
+from rag.answer.excerpt import excerpt_bounds  # noqa: E402
 from rag.answer.language import detect_language  # noqa: E402
 from rag.answer.pipeline import clean_question  # noqa: E402
 from rag.answer.wording import both_languages, percent, quoted_note, words_for  # noqa: E402
@@ -42,7 +43,7 @@ from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
 from rag.documents.refusals import REASONS  # noqa: E402
 from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError, check_name, list_collections  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.web import cut_at_pages, excerpt_bounds, source_page  # noqa: E402
+from rag.web import cut_at_pages, source_page  # noqa: E402
 
 log = logging.getLogger("rag.ui")
 

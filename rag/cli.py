@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from rag.answer.excerpt import excerpt_bounds
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
 from rag.index import CollectionBusy, StorageError
@@ -58,10 +59,12 @@ class ProgressBar:
 
 
 def marked_passage(answer) -> str:
-    """The source passage with the answer span between » « markers (terminal output)."""
+    """The source passage around the answer, the span between » « markers (terminal output)."""
     source = answer.sources[answer.source_index]
     start, end = answer.start - source.start, answer.end - source.start
-    return f"{source.text[:start]}»{source.text[start:end]}«{source.text[end:]}"
+    first, last = excerpt_bounds(source.text, start, end)
+    return ("… " if first else "") + (f"{source.text[first:start]}»{source.text[start:end]}«{source.text[end:last]}"
+                                      + (" …" if last < len(source.text) else ""))
 
 
 def command_setup(args) -> int:

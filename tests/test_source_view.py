@@ -33,7 +33,7 @@ def test_offsets_outside_the_text_highlight_nothing():
 
 
 def test_an_excerpt_keeps_the_answer_and_cuts_at_spaces():
-    from rag.web import excerpt_bounds
+    from rag.answer.excerpt import excerpt_bounds
 
     text = " ".join(f"word{i}" for i in range(200))
     start = text.index("word100")

@@ -297,7 +297,11 @@ def main(argv: list[str] | None = None) -> None:
         "minutes": round((time.time() - began) / 60, 1),
     }
     export_trained(model, final, card)
-    calibrate(final, Path(args.base), evaluation, device, out / "assembled")
+    try:
+        calibrate(final, Path(args.base), evaluation, device, out / "assembled")
+    except ValueError as error:  # a run too short to have learnt anything yet
+        raise SystemExit(f"error: {error} on the held-out questions: the reader exported in {final} is not "
+                         "calibrated; train it longer (more examples or epochs)") from None
 
 
 def calibrate(trained: Path, embedder: Path, evaluation: dict[str, list[QAExample]], device: str, work: Path) -> dict:

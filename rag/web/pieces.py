@@ -34,16 +34,3 @@ def cut_at_pages(text: str, offset: int, page_starts: Sequence[int],
             pieces.append(Piece("page", page=starts[cut]))
     return pieces
 
-
-def excerpt_bounds(text: str, start: int, end: int, around: int = 200) -> tuple[int, int]:
-    """Where to cut ``text`` so that about ``around`` characters show on each side of
-    ``text[start:end]``, cut at a space: on a phone the answer then sits in the
-    first lines of its passage (the whole document is a link away)."""
-    first, last = max(0, start - around), min(len(text), end + around)
-    if first > 0:
-        space = text.find(" ", first, start)
-        first = space + 1 if space != -1 else first
-    if last < len(text):
-        space = text.rfind(" ", end, last)
-        last = space if space != -1 else last
-    return first, last
