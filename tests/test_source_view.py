@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 
 from rag.documents import Document
-from rag.web import Piece, cut_at_pages, source_page
+from rag.web.pieces import Piece, cut_at_pages
+from rag.web.source_view import source_page
 
 
 def test_a_passage_is_cut_at_each_page_inside_it_and_around_the_answer():

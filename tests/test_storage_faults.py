@@ -157,7 +157,7 @@ def test_a_read_only_index_folder_is_told_and_still_answers(work, library, tmp_p
         assert answer.returncode == 0 and "240" in answer.stdout, answer.stderr
         assert "Answering from the index in memory" in answer.stderr and "Traceback" not in answer.stderr
 
-        from ui import ChatApp
+        from rag.web.chat_app import ChatApp
 
         chat = ChatApp(work)
         *_, status, cleared = chat.add_files([str(shutil.copy(library / "notes.md", tmp_path / "upload.md"))], "work")

@@ -618,7 +618,7 @@ def test_browser_picks_and_makes_collections_and_the_answers_follow(pipeline, tm
 
 
 def test_a_kept_conversation_is_restored_only_in_its_own_shape():
-    from ui import KEPT_COLLECTIONS, KEPT_MESSAGES, kept, restored
+    from rag.web.conversations import KEPT_COLLECTIONS, KEPT_MESSAGES, kept, restored
 
     shown = [{"role": "user", "content": [{"type": "text", "text": "Qui ?"}], "metadata": None},
              {"role": "assistant", "content": "<div class='rag-reply'>Lui</div>"}]

@@ -1,5 +1,4 @@
-"""What the web chat shows beside its replies: the cited document, opened at the answer."""
-from rag.web.pieces import Piece, cut_at_pages
-from rag.web.source_view import source_page
-
-__all__ = ["Piece", "cut_at_pages", "source_page"]
+"""The web chat's parts: its server side (``chat_app``), the replies it shows
+(``reply``), the cited document opened at the answer (``source_view``), the
+conversations a browser keeps (``conversations``), and the page's style and
+scripts (``assets``). ``ui.py`` builds the Gradio page from them."""

@@ -38,7 +38,7 @@ def source_page(document: Document, span: tuple[int, int] | None = None) -> str:
     body, answer_marked = [], False
     pages = document.pages
     if pages and pages[0] == 0:
-        body.append(f"<span class='page' id='page-1'>Page 1</span>")
+        body.append("<span class='page' id='page-1'>Page 1</span>")
     for piece in cut_at_pages(text, 0, pages, span):
         if piece.kind == "page":
             body.append(f"<span class='page' id='page-{piece.page}'>Page {piece.page}</span>")
