@@ -145,8 +145,6 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                 # conversation there, and the address follows, so that a link or a reload opens it again.
                 opened = [collection, address, picker, examples, shown, questions, *panel_outputs]
                 app.load(chat.visit, saved, opened, concurrency_limit=1, concurrency_id="writer", **private)
-                picker.input(chat.open_collection, [picker, collection, saved], opened, concurrency_limit=1,
-                             concurrency_id="writer", **private)
                 address.change(None, address, None, js=ADDRESS_JS, **private)
             else:
                 app.load(lambda saved_now: restored(saved_now, chat.launch_collection), saved, [shown, questions],
@@ -157,14 +155,20 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
         # chat's own change event also fires as a page opens, before the kept conversations are read).
         keep = {"fn": kept, "inputs": [saved, collection, shown, questions], "outputs": saved, "queue": False,
                 **private}
-        box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False, **private).then(
-            chat.reply, [shown, questions, collection], shown, concurrency_limit=2, concurrency_id="reader", **private
-        ).then(**keep)
-        retry.click(chat.drop_reply, shown, shown, queue=False, **private).then(
-            chat.reply, [shown, questions, collection], shown, concurrency_limit=2, concurrency_id="reader", **private
-        ).then(**keep)
-        clear.click(lambda: ([], []), None, [shown, questions], queue=False, **private).then(**keep)
-        shown.clear(list, None, questions, queue=False, **private).then(**keep)  # the chat's own trash button
+        answering = {"fn": chat.reply, "inputs": [shown, questions, collection], "outputs": shown,
+                     "concurrency_limit": 2, "concurrency_id": "reader", **private}
+        asked = box.submit(chat.add_question, [box, shown, questions], [box, shown, questions], queue=False,
+                           **private).then(**answering)
+        asked.then(**keep)
+        asked_again = retry.click(chat.drop_reply, shown, shown, queue=False, **private).then(**answering)
+        asked_again.then(**keep)
+        # A new conversation, or another collection, drops an answer still on its way: it belongs to the old one.
+        in_flight = [asked, asked_again]
+        clear.click(lambda: ([], []), None, [shown, questions], queue=False, cancels=in_flight, **private).then(**keep)
+        shown.clear(list, None, questions, queue=False, cancels=in_flight, **private).then(**keep)  # the trash button
+        if chat.editable:
+            picker.input(chat.open_collection, [picker, collection, saved], opened, concurrency_limit=1,
+                         concurrency_id="writer", cancels=in_flight, **private)
         gr.api(chat.ask, api_name="ask", concurrency_limit=2, concurrency_id="reader")
         gr.api(chat.ask_json, api_name="ask_json", concurrency_limit=2, concurrency_id="reader")
     return app

@@ -258,7 +258,9 @@ def test_browser_chat_shows_the_answer_highlighted(server, pipeline):
         conversation = page.evaluate("navigator.clipboard.readText()")
         assert conversation.startswith(f"> {question}\n\n{expected.text}") and "<div" not in conversation, conversation
 
+        bot.evaluate_all("(replies) => replies.forEach((reply) => { reply.dataset.shown = 'before'; })")
         page.get_by_text(RETRY, exact=True).click()  # the last answer is asked again, not added
+        expect(page.locator("[data-testid='bot']:not([data-shown])")).to_have_count(1, timeout=60_000)  # the new one
         expect(bot.nth(2)).to_contain_text(REPLIED, timeout=60_000)
         expect(bot).to_have_count(3)
         page.get_by_text(NEW_CHAT, exact=True).click()
