@@ -116,6 +116,45 @@ def test_settings_change_rebuilds_from_the_stored_text(fresh, caplog):
     assert fresh.collection.load(fresh.given_documents) is None  # the old settings no longer match
 
 
+def test_the_keyword_index_is_saved_read_back_and_follows_the_documents(fresh, monkeypatch, caplog):
+    """Loading a collection reads its saved BM25 index instead of indexing every passage
+    again; a change of documents makes a new one (the old is deleted); a damaged one is
+    built again with a warning."""
+    from rag.index.keywords import KeywordIndex
+
+    built = fresh.load_index()
+    (saved,) = files_of(fresh, "keywords")
+    question = "Qui a fondé Mistral ?"
+    expected = built.keyword_search(question, 5)
+    assert expected
+
+    def no_rebuild(texts):
+        raise AssertionError("the keyword index was built again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(KeywordIndex, "build", staticmethod(no_rebuild))
+        assert fresh.collection.load(fresh.given_documents).keyword_search(question, 5) == expected
+
+    extra = Document(id="note", title="note", text="Le siège de l'entreprise fictive Zorblax est à Lyon.")
+    fresh.collection.sync([*fresh.documents, extra])  # the writer saves the new set's index; the old one goes
+    (renewed,) = files_of(fresh, "keywords")
+    assert renewed.name != saved.name
+    with monkeypatch.context() as patched:
+        patched.setattr(KeywordIndex, "build", staticmethod(no_rebuild))
+        index = fresh.collection.load([*fresh.documents, extra])
+    assert [index.chunks[i].doc_id for i in index.keyword_search("Zorblax", 5)] == ["note"]
+
+    for part in renewed.iterdir():
+        part.write_bytes(b"\x00damaged")
+    with caplog.at_level("WARNING"):
+        again = fresh.collection.load([*fresh.documents, extra])
+    assert "could not be read" in caplog.text
+    assert [again.chunks[i].doc_id for i in again.keyword_search("Zorblax", 5)] == ["note"]
+    with monkeypatch.context() as patched:  # and saved again in its place
+        patched.setattr(KeywordIndex, "build", staticmethod(no_rebuild))
+        assert fresh.collection.load([*fresh.documents, extra]).keyword_search("Zorblax", 5)
+
+
 def test_sync_embeds_only_what_changed(fresh):
     """Syncing a collection to a new set of documents embeds the new one; the
     others keep their files, untouched."""

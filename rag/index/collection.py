@@ -36,6 +36,7 @@ from rag.documents import SUPPORTED_SUFFIXES, Chunk, Document, ReadLimits, Unrea
 from rag.documents.refusals import Refusal, refusal
 from rag.embedding.materialize import sha256_file
 from rag.index.faults import storage_error
+from rag.index.keywords import KeywordIndex
 from rag.index.names import check_name, collection_names
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,19 @@ class CollectionBusy(RuntimeError):
 
 @dataclass
 class PassageIndex:
-    """A loaded collection: its passages, a FAISS index of their vectors and
-    what each document is (title, pages)."""
+    """A loaded collection in the file store: its passages, a FAISS index of
+    their vectors, a BM25 index of their words, and what each document is
+    (title, pages). Passages are numbered in order; both searches give numbers."""
 
     chunks: list[Chunk]
     faiss_index: object
     documents: dict[str, dict] = field(default_factory=dict)
     saved: bool = True  # False when the folder could not be written and the index lives in memory only
+    keywords: KeywordIndex | None = None  # built from the passages when not given (an index kept in memory)
+
+    def __post_init__(self) -> None:
+        if self.keywords is None:
+            self.keywords = KeywordIndex.build([c.text for c in self.chunks])
 
     def title(self, doc_id: str) -> str:
         return self.documents.get(doc_id, {}).get("title") or doc_id
@@ -83,6 +90,10 @@ class PassageIndex:
         """The page (from 1) of a paged document (PDF) holding the character at ``offset``."""
         pages = self.page_starts(doc_id)
         return bisect.bisect_right(pages, offset) if pages else None
+
+    def keyword_search(self, query: str, k: int) -> list[int]:
+        """The numbers of the ``k`` best passages by BM25, best first (only those sharing a word with ``query``)."""
+        return self.keywords.search(query, k)
 
     def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(passage number, cosine similarity) pairs, best first."""
@@ -270,7 +281,12 @@ class Collection:
         info = {e["id"]: {"title": e.get("title", e["id"]), "pages": e.get("pages") or [], "source": e.get("source"),
                           "version": e["version"]}
                 for e in manifest["documents"]}
-        return PassageIndex(chunks, self.search_index(blocks), info)
+        keywords = KeywordIndex.load_or_build(self.folder / "keywords", self._keywords_key(manifest["documents"]),
+                                              [c.text for c in chunks])
+        return PassageIndex(chunks, self.search_index(blocks), info, keywords=keywords)
+
+    def _keywords_key(self, entries: list[dict]) -> str:
+        return KeywordIndex.key([self._paths(e)["passages"].name for e in entries])
 
     def search_index(self, blocks: list[np.ndarray]):
         """A flat (exact) inner-product index, or an HNSW graph above ``flat_limit`` passages."""
@@ -403,9 +419,22 @@ class Collection:
             done += len(chunks)
             reused += document_reused
         final = list(by_id.values())
-        self._manifest_for(final)
-        self._clean(final)
+        self._switch_to(final)
         return reused
+
+    def _switch_to(self, entries: list[dict]) -> None:
+        """Make ``entries`` the collection: the manifest first, then the files nothing lists
+        deleted, then the keyword index of the new set of passages saved, so that the next
+        load, in this process or another, reads it instead of building it."""
+        self._manifest_for(entries)
+        self._clean(entries)
+        try:
+            texts = [json.loads(line)["text"] for e in entries
+                     for line in self._paths(e)["passages"].read_text(encoding="utf-8").splitlines()]
+        except (OSError, ValueError, KeyError) as error:  # the next load repairs the collection and builds it
+            log.info("The keyword index of %s was not built (%s)", self.folder, error)
+            return
+        KeywordIndex.load_or_build(self.folder / "keywords", self._keywords_key(entries), texts)
 
     def _clean(self, entries: list[dict]) -> None:
         """Delete the files the manifest does not list (older versions, removed documents)."""
@@ -420,6 +449,7 @@ class Collection:
         for path in (self.folder / "pending").glob("*"):
             if path in listed or not path.name.endswith("." + key):
                 shutil.rmtree(path, ignore_errors=True)
+        KeywordIndex.clean(self.folder / "keywords", self._keywords_key(entries))
 
     def _needs_indexing(self, entry: dict, force: bool = False) -> bool:
         if force or entry.get("key") != self.key():
@@ -514,8 +544,7 @@ class Collection:
                 raise ValueError(f"no document {', '.join(map(repr, unknown))} in collection {self.name!r} "
                                  f"(rag list --collection {self.name} shows its documents)")
             final = [e for e in entries if e["id"] not in doc_ids]
-            self._manifest_for(final)
-            self._clean(final)
+            self._switch_to(final)
         return doc_ids
 
 
