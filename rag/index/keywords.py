@@ -4,6 +4,7 @@ the vectors, so that loading a collection (and reloading it after an upload)
 reads it instead of tokenizing and indexing every passage again."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+@functools.cache
 def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
 

@@ -9,9 +9,14 @@ from pathlib import Path
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
+def is_name(name: object) -> bool:
+    """Whether ``name`` is a plain collection name (never a path)."""
+    return isinstance(name, str) and bool(_NAME.match(name)) and ".." not in name
+
+
 def check_name(name: object) -> str:
     """``name`` when it is a plain collection name; a ValueError saying the rule otherwise."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not is_name(name):
         raise ValueError(f"{name!r} is not a collection name: use up to 64 letters, digits, '.', '-' or '_', "
                          "starting with a letter or digit (a name, not a path)")
     return name
@@ -32,4 +37,4 @@ def collection_names(index_dir: Path, manifest: str) -> list[str]:
         folders = list(Path(index_dir).iterdir())
     except OSError:  # no index folder yet, or one that cannot be read: no collections to offer
         return []
-    return sorted(f.name for f in folders if _NAME.match(f.name) and ".." not in f.name and (f / manifest).is_file())
+    return sorted(f.name for f in folders if is_name(f.name) and (f / manifest).is_file())

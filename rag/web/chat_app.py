@@ -207,17 +207,17 @@ class ChatApp:
                 log.exception("reading collection %s again failed", name)
         if not status and self.editable and not pipeline.collection.exists and name != DEFAULT_COLLECTION:
             status = f"<p>{both_languages('new_collection').format(name=escape(name))}</p>"
-        picker = gr.Dropdown(choices=self.collections() if name in self.collections()
-                             else [*self.collections(), name], value=name)
+        choices = self.collections()
+        picker = gr.Dropdown(choices=choices if name in choices else [*choices, name], value=name)
         return (name, name, picker, gr.Column(visible=name == DEFAULT_COLLECTION and self.editable),
-                *restored(saved, name), *self.panel(name, status))
+                *restored(saved, name), *self.panel(pipeline, status))
 
-    def panel(self, collection: str, status: str = ""):
+    def panel(self, pipeline: Pipeline, status: str = ""):
         """The panel's contents after a change: header, list, the choices to remove, the status line."""
-        entries = self.entries(self.pipeline_for(collection))
+        entries = self.entries(pipeline)
         ids = [e["id"] for e in entries]
-        return (self.header(entries, collection), self.document_list(entries), gr.Dropdown(choices=ids, value=None),
-                gr.Accordion(label=f"Documents ({len(ids)})"), status)
+        return (self.header(entries, pipeline.collection.name), self.document_list(entries),
+                gr.Dropdown(choices=ids, value=None), gr.Accordion(label=f"Documents ({len(ids)})"), status)
 
     def add_files(self, files: list[str] | None, collection: str, progress=gr.Progress()):
         """Index uploaded files into the collection, with progress; each file
@@ -225,21 +225,21 @@ class ChatApp:
         once read: the collection keeps its own copy of their text."""
         paths = [str(f) for f in files or []]
         try:
+            pipeline = self.pipeline_for(collection)
             if not paths:
-                return (*self.panel(collection), None)
+                return (*self.panel(pipeline), None)
 
             def report_progress(done: int, total: int, what: str) -> None:
                 progress((done, total), desc=f"Indexing · Indexation: {what}", unit="passages")
 
             try:
-                pipeline = self.pipeline_for(collection)
                 report = pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths],
                                       max_mb=pipeline.settings.max_upload_mb)
             except (ValueError, CollectionBusy, StorageError) as error:
-                return (*self.panel(collection, failure(str(error))), None)
+                return (*self.panel(pipeline, failure(str(error))), None)
             except Exception:  # never a bare error badge: the user hears that nothing changed
                 log.exception("adding %d uploaded file(s) failed", len(paths))
-                return (*self.panel(collection, failure(both_languages("add_failed"))), None)
+                return (*self.panel(pipeline, failure(both_languages("add_failed"))), None)
         finally:
             for path in paths:  # every upload, read or refused: the collection keeps its own copy of the text
                 try:
@@ -250,13 +250,14 @@ class ChatApp:
         lines += [f"<p>Replaced · Remplacé : {escape(n)}</p>" for n in report.replaced]
         lines += [f"<p>Already there · Déjà présent : {escape(n)}</p>" for n in report.unchanged]
         lines += [failure(why.both()) for why in report.failed.values()]
-        return (*self.panel(collection, f"<div class='rag-status'>{''.join(lines)}</div>"), None)
+        return (*self.panel(pipeline, f"<div class='rag-status'>{''.join(lines)}</div>"), None)
 
     def remove_document(self, doc_id: str | None, collection: str):
+        pipeline = self.pipeline_for(collection)
         if not doc_id:
-            return self.panel(collection, "<p>Choose a document to remove · Choisissez un document à retirer</p>")
+            return self.panel(pipeline, "<p>Choose a document to remove · Choisissez un document à retirer</p>")
         try:
-            self.pipeline_for(collection).remove([doc_id])
+            pipeline.remove([doc_id])
         except (ValueError, CollectionBusy, StorageError) as error:
-            return self.panel(collection, failure(str(error)))
-        return self.panel(collection, f"<p>Removed · Retiré : {escape(doc_id)}</p>")
+            return self.panel(pipeline, failure(str(error)))
+        return self.panel(pipeline, f"<p>Removed · Retiré : {escape(doc_id)}</p>")
