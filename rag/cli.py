@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rag.answer.excerpt import excerpt_bounds
+from rag.answer.excerpt import ellipses, excerpt_bounds
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
 from rag.index import CollectionBusy, StorageError
@@ -63,8 +63,8 @@ def marked_passage(answer) -> str:
     source = answer.sources[answer.source_index]
     start, end = answer.start - source.start, answer.end - source.start
     first, last = excerpt_bounds(source.text, start, end)
-    return ("… " if first else "") + (f"{source.text[first:start]}»{source.text[start:end]}«{source.text[end:last]}"
-                                      + (" …" if last < len(source.text) else ""))
+    before, after = ellipses(source.text, first, last)
+    return f"{before}{source.text[first:start]}»{source.text[start:end]}«{source.text[end:last]}{after}"
 
 
 def command_setup(args) -> int:

@@ -15,3 +15,8 @@ def excerpt_bounds(text: str, start: int, end: int, around: int = 200) -> tuple[
         space = text.rfind(" ", end, last)
         last = space if space != -1 else last
     return first, last
+
+
+def ellipses(text: str, first: int, last: int) -> tuple[str, str]:
+    """The marks before and after ``text[first:last]`` that say text was cut there."""
+    return ("… " if first > 0 else ""), (" …" if last < len(text) else "")

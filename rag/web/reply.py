@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from rag.answer import Answer
-from rag.answer.excerpt import excerpt_bounds
+from rag.answer.excerpt import ellipses, excerpt_bounds
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.web.pieces import cut_at_pages
 
@@ -30,8 +30,8 @@ def highlighted_passage(answer: Answer, page_starts: Sequence[int] = ()) -> str:
     shown = {"text": lambda p: escape(p.text), "answer": lambda p: f"<mark>{escape(p.text)}</mark>",
              "page": lambda p: f"<span class='rag-page'>{page} {p.page}</span>"}
     pieces = cut_at_pages(source.text[first:last], source.start + first, page_starts, (answer.start, answer.end))
-    return ("… " if first else "") + "".join(shown[p.kind](p) for p in pieces) + (" …" if last < len(source.text)
-                                                                                   else "")
+    before, after = ellipses(source.text, first, last)
+    return before + "".join(shown[p.kind](p) for p in pieces) + after
 
 
 def source_link(answer: Answer, words: dict[str, str], collection: str | None) -> str:
