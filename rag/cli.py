@@ -13,7 +13,7 @@ from pathlib import Path
 from rag.answer.excerpt import ellipses, excerpt_bounds
 from rag.answer.wording import percent, quoted_note, words_for
 from rag.embedding.materialize import materialize_embedder
-from rag.index import CollectionBusy, StorageError
+from rag.index import CollectionBusy, StorageError, StoreUnavailable
 from rag.settings import BUILTIN, PRECISIONS, READER_MIN_CONFIDENCE, RUNTIMES, Settings
 
 
@@ -22,6 +22,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         index_dir=args.index_dir, cache_dir=args.cache_dir, embedder=args.embedder, reader=args.reader,
         top_k=args.top_k, min_confidence=args.min_confidence, similarity_weight=args.similarity_weight,
         verified_spans=args.verified_spans, runtime=args.runtime, precision=args.precision, collection=args.collection,
+        store=args.store,
     )
 
 
@@ -97,7 +98,7 @@ def command_index(args) -> int:
         print(f"error: the index could not be saved in {pipeline.collection.folder} (see the warning above)",
               file=sys.stderr)
         return 1
-    print(f"{len(index.chunks)} passages from {len(index.documents)} document(s) in {pipeline.collection.folder}")
+    print(f"{len(index)} passages from {len(index.documents)} document(s) in {pipeline.collection.folder}")
     return 0
 
 
@@ -277,8 +278,8 @@ def command_bench_ann(args) -> int:
     from rag.evaluation.qa import load_questions
 
     pipeline = make_pipeline(args)
-    index = pipeline.load_index()
-    vectors = np.stack([index.faiss_index.reconstruct(i) for i in range(index.faiss_index.ntotal)])
+    faiss_index = pipeline.load_index().store.faiss_index  # the file store's
+    vectors = np.stack([faiss_index.reconstruct(i) for i in range(faiss_index.ntotal)])
     questions = [item.question for item in load_questions(args.file)]
     queries = pipeline.embedder.embed_queries(questions)
     for row in bench_ann(vectors, queries, args.sizes):
@@ -309,6 +310,9 @@ def shared_options(as_defaults: bool) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     unset = {} if as_defaults else {"default": argparse.SUPPRESS}
     options.add_argument("--index-dir", type=Path, help="index folder (RAG_INDEX_DIR, default ./index)", **unset)
+    options.add_argument("--store", help="where passages are searched: 'files' (the default), 'milvus:PATH.db' "
+                         "(Milvus Lite) or 'milvus:http://HOST:19530' (a Milvus server; token in RAG_MILVUS_TOKEN) "
+                         "(RAG_STORE)", **unset)
     options.add_argument("--cache-dir", type=Path, help="model cache (RAG_CACHE_DIR, default ~/.cache/rag-qa)", **unset)
     options.add_argument("--embedder", help="'builtin', a sentence-transformers folder or hub id (RAG_EMBEDDER)",
                          **unset)
@@ -421,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args)
-    except (ValueError, CollectionBusy, StorageError) as error:
+    except (ValueError, CollectionBusy, StorageError, StoreUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a disk fault met outside a collection (the model cache, a file given)

@@ -27,6 +27,11 @@ class Settings:
     embedder: str = BUILTIN
     reader: str = BUILTIN
     index_dir: Path = Path("index")  # one folder per collection under it
+    # Where passages are searched: "files" (FAISS and BM25 in this process, the default),
+    # "milvus:PATH.db" (Milvus Lite, a local file, one process) or "milvus:http://HOST:19530"
+    # (a Milvus server or cluster, shared by several chat servers); README, "Choosing the store".
+    store: str = "files"
+    milvus_token: str = ""  # a Milvus server's token ("user:password" or an API key)
     collection: str = "default"  # the collection answered from; "default" holds the embedded article
     cache_dir: Path = field(default_factory=_default_cache)
     chunk_size: int = 600  # characters; ~150 tokens, so question + passage fit one reader window
@@ -99,6 +104,9 @@ class Settings:
         from rag.index.names import check_name
 
         check_name(self.collection)  # a plain name: never a path out of the index folder
+        from rag.index.milvus_store import check_store
+
+        check_store(self.store)
         if self.runtime not in RUNTIMES:
             raise ValueError(f"RAG_RUNTIME must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
         if self.precision not in PRECISIONS:

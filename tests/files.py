@@ -31,3 +31,13 @@ def make_docx(path: Path, paragraphs: list[str], table: list[list[str]] | None =
                 cell.text = value
     document.save(str(path))
     return path
+
+
+def write_long_text(path: Path, paragraphs: int) -> Path:
+    """A long text of distinct paragraphs (towns, mayors, rivers): many batches of passages to embed."""
+    path.write_text("\n\n".join(
+        f"Le rapport numéro {i} décrit la ville de Ville{i}, ses {i * 7} habitants et son maire, M. Nom{i}. "
+        f"On y parle aussi de la rivière Rivière{i}, longue de {i + 3} kilomètres, et du marché du {i % 28 + 1} "
+        "de chaque mois, où l'on vend des fromages, des légumes et des fleurs de la région."
+        for i in range(paragraphs)), encoding="utf-8")
+    return path

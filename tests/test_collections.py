@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from files import make_docx, make_pdf
+from files import make_docx, make_pdf, write_long_text
 from rag import Pipeline
 from rag.index import CollectionBusy
-from rag.index.collection import LOCK, MANIFEST
+from rag.index.collection import LOCK
+from rag.index.manifest import MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,12 +187,7 @@ def test_an_interrupted_add_resumes_where_it_stopped(mine, library, tmp_path):
     was, and the next add reuses the batches already written."""
     mine.add([library / "notes.md"])
     before = folder_hashes(mine.collection.folder)
-    long_text = tmp_path / "long.txt"
-    long_text.write_text("\n\n".join(
-        f"Le rapport numéro {i} décrit la ville de Ville{i}, ses {i * 7} habitants et son maire, M. Nom{i}. "
-        f"On y parle aussi de la rivière Rivière{i}, longue de {i + 3} kilomètres, et du marché du {i % 28 + 1} "
-        "de chaque mois, où l'on vend des fromages, des légumes et des fleurs de la région."
-        for i in range(600)), encoding="utf-8")
+    long_text = write_long_text(tmp_path / "long.txt", 600)
     env = {**os.environ, "RAG_INDEX_DIR": str(mine.settings.index_dir), "HF_HUB_OFFLINE": "1"}
     child = subprocess.Popen([sys.executable, "-m", "rag", "add", str(long_text), "--collection", "mine"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,8 +205,8 @@ def test_an_interrupted_add_resumes_where_it_stopped(mine, library, tmp_path):
     assert report.added == ["long.txt"] and report.resumed >= 2 * mine.collection.batch_size
     assert not list(pending.iterdir())
     index = mine.collection.load()
-    rows = [i for i, c in enumerate(index.chunks) if c.doc_id == "long.txt"]
+    rows = [i for i, c in enumerate(index.store.chunks) if c.doc_id == "long.txt"]
     sample = [rows[0], rows[len(rows) // 2], rows[-1]]  # from reused batches and from new ones
-    stored = np.stack([index.faiss_index.reconstruct(i) for i in sample])
-    fresh = mine.embedder.embed_passages([index.chunks[i].text for i in sample])
+    stored = np.stack([index.store.faiss_index.reconstruct(i) for i in sample])
+    fresh = mine.embedder.embed_passages([index.store.chunks[i].text for i in sample])
     assert np.allclose(stored, fresh, atol=1e-5)

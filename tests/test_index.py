@@ -11,7 +11,7 @@ import pytest
 
 from rag import Pipeline
 from rag.documents import Document, default_documents, load_document, parse_document
-from rag.index.collection import MANIFEST
+from rag.index.manifest import MANIFEST
 
 
 @pytest.fixture
@@ -56,12 +56,13 @@ def test_round_trip(fresh):
     built = fresh.load_index()
     loaded = fresh.collection.load(fresh.given_documents)
     assert loaded is not None and built.saved and loaded.saved
-    assert loaded.chunks == built.chunks and len(loaded.chunks) > 1
-    assert loaded.faiss_index.ntotal == len(built.chunks)
+    assert loaded.store.chunks == built.store.chunks and len(loaded) > 1
+    assert loaded.store.faiss_index.ntotal == len(built)
     query = fresh.embedder.embed_queries(["Qui a fondé Mistral ?"])[0]
-    assert loaded.search(query, 3) == built.search(query, 3)
-    numbers, scores = zip(*loaded.search(query, 3))
-    assert loaded.similarities(query, list(numbers)) == pytest.approx(list(scores), abs=1e-5)
+    assert loaded.store.scored_search(query, 3) == built.store.scored_search(query, 3)
+    numbers, scores = zip(*loaded.store.scored_search(query, 3))
+    found = loaded.store.passages(list(numbers), query)
+    assert [found[n][1] for n in numbers] == pytest.approx(list(scores), abs=1e-5)
 
 
 def test_passage_vectors_match_sentence_transformers(fresh, torch_pipeline):
@@ -98,7 +99,7 @@ def test_damaged_collection_is_repaired(fresh, damage, caplog):
         assert fresh.collection.load(fresh.given_documents) is None
         index = fresh.load_index()
     assert "rebuilding" in caplog.text or "recovering" in caplog.text
-    assert index.faiss_index.ntotal == len(index.chunks) > 0
+    assert index.store.faiss_index.ntotal == len(index) > 0
     assert fresh.collection.load(fresh.given_documents) is not None  # the repaired collection is intact on disk
     assert len(files_of(fresh, "vectors")) == 1  # and holds no leftover files
 
@@ -110,7 +111,7 @@ def test_settings_change_rebuilds_from_the_stored_text(fresh, caplog):
     with caplog.at_level(logging.WARNING):
         index = changed.load_index()
     assert "out of date" in caplog.text and "chunking" in caplog.text
-    assert len(index.chunks) > len(fresh.splitter.run(fresh.documents))
+    assert len(index) > len(fresh.splitter.run(fresh.documents))
     manifest = json.loads((fresh.collection.folder / MANIFEST).read_text())
     assert manifest["built_from"]["chunking"]["chunk_size"] == 300
     assert fresh.collection.load(fresh.given_documents) is None  # the old settings no longer match
@@ -125,7 +126,7 @@ def test_the_keyword_index_is_saved_read_back_and_follows_the_documents(fresh, m
     built = fresh.load_index()
     (saved,) = files_of(fresh, "keywords")
     question = "Qui a fondé Mistral ?"
-    expected = built.keyword_search(question, 5)
+    expected = built.store.keyword_search(question, 5)
     assert expected
 
     def no_rebuild(texts):
@@ -133,7 +134,7 @@ def test_the_keyword_index_is_saved_read_back_and_follows_the_documents(fresh, m
 
     with monkeypatch.context() as patched:
         patched.setattr(KeywordIndex, "build", staticmethod(no_rebuild))
-        assert fresh.collection.load(fresh.given_documents).keyword_search(question, 5) == expected
+        assert fresh.collection.load(fresh.given_documents).store.keyword_search(question, 5) == expected
 
     extra = Document(id="note", title="note", text="Le siège de l'entreprise fictive Zorblax est à Lyon.")
     fresh.collection.sync([*fresh.documents, extra])  # the writer saves the new set's index; the old one goes
@@ -142,17 +143,17 @@ def test_the_keyword_index_is_saved_read_back_and_follows_the_documents(fresh, m
     with monkeypatch.context() as patched:
         patched.setattr(KeywordIndex, "build", staticmethod(no_rebuild))
         index = fresh.collection.load([*fresh.documents, extra])
-    assert [index.chunks[i].doc_id for i in index.keyword_search("Zorblax", 5)] == ["note"]
+    assert [index.store.chunks[i].doc_id for i in index.store.keyword_search("Zorblax", 5)] == ["note"]
 
     for part in renewed.iterdir():
         part.write_bytes(b"\x00damaged")
     with caplog.at_level("WARNING"):
         again = fresh.collection.load([*fresh.documents, extra])
     assert "could not be read" in caplog.text
-    assert [again.chunks[i].doc_id for i in again.keyword_search("Zorblax", 5)] == ["note"]
+    assert [again.store.chunks[i].doc_id for i in again.store.keyword_search("Zorblax", 5)] == ["note"]
     with monkeypatch.context() as patched:  # and saved again in its place
         patched.setattr(KeywordIndex, "build", staticmethod(no_rebuild))
-        assert fresh.collection.load([*fresh.documents, extra]).keyword_search("Zorblax", 5)
+        assert fresh.collection.load([*fresh.documents, extra]).store.keyword_search("Zorblax", 5)
 
 
 def test_sync_embeds_only_what_changed(fresh):
@@ -164,9 +165,9 @@ def test_sync_embeds_only_what_changed(fresh):
     extra = Document(id="note", title="note", text="Le siège de l'entreprise fictive Zorblax est à Lyon.")
     fresh.collection.sync([*fresh.documents, extra])
     index = fresh.collection.load([*fresh.documents, extra])
-    assert any(c.doc_id == "note" for c in index.chunks)
+    assert any(c.doc_id == "note" for c in index.store.chunks)
     assert article_vectors.stat().st_mtime_ns == written and len(files_of(fresh, "vectors")) == 2
-    vectors = np.array([index.faiss_index.reconstruct(i) for i in range(index.faiss_index.ntotal)])
+    vectors = np.array([index.store.faiss_index.reconstruct(i) for i in range(index.store.faiss_index.ntotal)])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     fresh.collection.sync(fresh.documents)
     assert files_of(fresh, "vectors") == [article_vectors]

@@ -18,7 +18,7 @@ import pytest
 from files import make_docx
 from hostile import broken_xml_docx, nested_html, zip_bomb_docx
 from rag import Pipeline, Settings
-from rag.index.collection import MANIFEST
+from rag.index.manifest import MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD_NAMES = ["../escaped", "/tmp/absolute", "a/b", "", ".", "..", ".hidden", "a\\b", "x" * 65]

@@ -22,7 +22,8 @@ from rag.documents import Document, check_documents, default_documents, safe_id
 from rag.embedding import Embedder
 from rag.embedding.onnx_embedder import OnnxEmbedder
 from rag.embedding.weights import share_word_embeddings
-from rag.index import DEFAULT_COLLECTION, AddReport, Collection, PassageIndex, StorageError, collection_folder
+from rag.index import (DEFAULT_COLLECTION, AddReport, Collection, FileStore, PassageIndex, StorageError,
+                       collection_folder)
 from rag.index.collection import Progress
 from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
@@ -129,7 +130,8 @@ class Pipeline:
                                     engine=self.settings.engine, precision=self.settings.precision,
                                     compiled_cache=self.settings.compiled_cache_dir)
         self.collection = Collection(collection_folder(self.settings.index_dir, name), self.splitter, embedder,
-                                     flat_limit=self.settings.hnsw_above)
+                                     flat_limit=self.settings.hnsw_above, store=self.settings.store,
+                                     milvus_token=self.settings.milvus_token)
         self.reader: ExtractiveReader | None = None
         self.verifier: Verifier | None = None  # the built-in reader's spans only: the confidence was fitted on them
         self.confidence: CombinedConfidence | None = None
@@ -174,7 +176,7 @@ class Pipeline:
             return index
         is_default = self.given_documents is None and self.collection.name == DEFAULT_COLLECTION
         if self.given_documents is None and not is_default and not self.collection.exists:
-            return PassageIndex([], self.collection.search_index([]), {})  # a new collection: nothing added yet
+            return PassageIndex(FileStore([], []))  # a new collection: nothing added yet
         try:
             if self.given_documents is not None:
                 self.collection.sync(self.given_documents, progress, force=rebuild)
@@ -196,7 +198,7 @@ class Pipeline:
         chunks = self.splitter.run(documents)
         vectors = self.embedder.embed_passages([c.text for c in chunks])
         info = {d.id: {"title": d.title, "pages": list(d.pages), "source": d.source} for d in documents}
-        return PassageIndex(chunks, self.collection.search_index([vectors]), info, saved=False)
+        return PassageIndex(FileStore(chunks, [vectors]), info, saved=False)
 
     def warm_up(self) -> None:
         if self.retriever is not None:
@@ -331,7 +333,7 @@ class Pipeline:
             raise TypeError("the history must be a list of earlier questions (strings), oldest first")
         self.warm_up()
         retriever = self.retriever
-        if not retriever.index.chunks:
+        if not len(retriever.index):
             raise ValueError(words_for(detect_language(question))["empty_collection"].format(
                 name=self.collection.name))
         queries = [question]

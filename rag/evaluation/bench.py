@@ -110,8 +110,9 @@ for _ in range(job["rounds"]):
         pipeline.run(item.question, item.history)
         seconds.append(time.perf_counter() - began)
 index = pipeline.retriever.index
-print(json.dumps({"load_s": loaded, "seconds": seconds, "passages": len(index.chunks),
-                  "index": type(index.faiss_index).__name__}))
+store = index.store
+print(json.dumps({"load_s": loaded, "seconds": seconds, "passages": len(index),
+                  "index": type(getattr(store, "faiss_index", store)).__name__}))
 """
 
 

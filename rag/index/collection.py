@@ -17,13 +17,10 @@ One writer at a time per collection (a lock file); readers need no lock.
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -36,19 +33,18 @@ from rag.documents import SUPPORTED_SUFFIXES, Chunk, Document, ReadLimits, Unrea
 from rag.documents.refusals import Refusal, refusal
 from rag.embedding.materialize import sha256_file
 from rag.index.faults import storage_error
+from rag.index.file_store import FileStore
+from rag.index.files import atomic_file, batch_done
 from rag.index.keywords import KeywordIndex
-from rag.index.names import check_name, collection_names
+from rag.index.manifest import FORMAT_VERSION, MANIFEST, check_manifest_shape
+from rag.index.milvus_store import MilvusStore, client_for, is_milvus
+from rag.index.names import check_name
+from rag.index.passage_index import PassageIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-MANIFEST, LOCK = "collection.json", ".lock"
+LOCK = ".lock"
 DEFAULT_COLLECTION = "default"
-
-def list_collections(index_dir: Path) -> list[str]:
-    """The collections written under ``index_dir`` (each has its manifest), sorted by name."""
-    return collection_names(index_dir, MANIFEST)
-
 
 # progress(done, total, what): passages embedded so far, passages to embed, the document being embedded.
 Progress = Callable[[int, int, str], None]
@@ -56,60 +52,6 @@ Progress = Callable[[int, int, str], None]
 
 class CollectionBusy(RuntimeError):
     """Another process is changing the collection."""
-
-
-@dataclass
-class PassageIndex:
-    """A loaded collection in the file store: its passages, a FAISS index of
-    their vectors, a BM25 index of their words, and what each document is
-    (title, pages). Passages are numbered in order; both searches give numbers."""
-
-    chunks: list[Chunk]
-    faiss_index: object
-    documents: dict[str, dict] = field(default_factory=dict)
-    saved: bool = True  # False when the folder could not be written and the index lives in memory only
-    keywords: KeywordIndex | None = None  # built from the passages when not given (an index kept in memory)
-
-    def __post_init__(self) -> None:
-        if self.keywords is None:
-            self.keywords = KeywordIndex.build([c.text for c in self.chunks])
-
-    def title(self, doc_id: str) -> str:
-        return self.documents.get(doc_id, {}).get("title") or doc_id
-
-    def holds(self, entries: list[dict]) -> bool:
-        """Whether this index was loaded from exactly these manifest entries (documents and versions)."""
-        return {(d, info.get("version")) for d, info in self.documents.items()} == {
-            (e["id"], e["version"]) for e in entries}
-
-    def page_starts(self, doc_id: str) -> list[int]:
-        """Where each page of a paged document (PDF) starts in its text; empty for other documents."""
-        return self.documents.get(doc_id, {}).get("pages") or []
-
-    def page(self, doc_id: str, offset: int) -> int | None:
-        """The page (from 1) of a paged document (PDF) holding the character at ``offset``."""
-        pages = self.page_starts(doc_id)
-        return bisect.bisect_right(pages, offset) if pages else None
-
-    def keyword_search(self, query: str, k: int) -> list[int]:
-        """The numbers of the ``k`` best passages by BM25, best first (only those sharing a word with ``query``)."""
-        return self.keywords.search(query, k)
-
-    def search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(passage number, cosine similarity) pairs, best first."""
-        k = min(k, len(self.chunks))
-        if k == 0:
-            return []
-        scores, ids = self.faiss_index.search(query_vector.reshape(1, -1).astype(np.float32), k)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-
-    def similarities(self, query_vector: np.ndarray, passages: list[int]) -> list[float]:
-        """Cosine similarity of the query to each of ``passages`` (by number),
-        including passages the dense search did not rank."""
-        if not passages:
-            return []
-        vectors = np.stack([self.faiss_index.reconstruct(int(p)) for p in passages])
-        return [float(v) for v in vectors @ query_vector.astype(np.float32)]
 
 
 @dataclass
@@ -127,44 +69,6 @@ class AddReport:
         return bool(self.added or self.replaced)
 
 
-@contextmanager
-def _atomic_file(path: Path):
-    """A file to write that replaces ``path`` only once it is whole and on disk;
-    after an error ``path`` is as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _batch_done(path: Path, rows: int) -> bool:
-    """Whether an earlier run left this batch of vectors, whole."""
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False).shape[0] == rows
-    except (OSError, ValueError):
-        return False
-
-
-def check_manifest_shape(manifest: object) -> None:
-    """A manifest is checked before anything in it is trusted: valid JSON of
-    another shape is a damaged collection, not a crash."""
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError("the manifest is not a collection manifest of this version")
-    if not isinstance(manifest.get("built_from"), dict) or not isinstance(manifest.get("documents"), list):
-        raise ValueError("the manifest's 'built_from' or 'documents' is missing or of the wrong type")
-    for entry in manifest["documents"]:
-        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("id", "version", "key"))
-                and isinstance(entry.get("files"), dict) and isinstance(entry.get("passages"), int)):
-            raise ValueError("a document entry of the manifest is damaged")
-
-
 _folder_locks: dict[Path, threading.Lock] = {}
 _folder_locks_guard = threading.Lock()
 
@@ -178,13 +82,22 @@ class Collection:
     """One collection folder. Reading needs no lock; :meth:`add`,
     :meth:`remove`, :meth:`sync` and repairs take the collection's lock."""
 
-    def __init__(self, folder: Path, splitter, embedder, batch_size: int = 64, flat_limit: int = 1_000_000) -> None:
+    def __init__(self, folder: Path, splitter, embedder, batch_size: int = 64, flat_limit: int = 1_000_000,
+                 store: str = "files", milvus_token: str = "") -> None:
         self.folder = Path(folder)
         self.name = check_name(self.folder.name)
         self.splitter = splitter
         self.embedder = embedder
         self.batch_size = batch_size
-        self.flat_limit = flat_limit  # passages above which search uses an HNSW graph instead of a flat scan
+        self.flat_limit = flat_limit  # passages above which the file store scans an HNSW graph, not every vector
+        self.store = store  # where passages are searched: "files", or "milvus:…" (rag/index/milvus_store.py)
+        self.milvus_token = milvus_token
+
+    def milvus(self, entries: list[dict] = ()) -> MilvusStore | None:
+        """The collection in the Milvus store, answering from ``entries``; None for the file store."""
+        if not is_milvus(self.store):
+            return None
+        return MilvusStore(client_for(self.store, self.milvus_token), self.name, [self._stem(e) for e in entries])
 
     # What the vectors depend on.
 
@@ -220,6 +133,11 @@ class Collection:
         except ValueError:
             return []
         return manifest["documents"] if manifest else []
+
+    @staticmethod
+    def _stem(entry: dict) -> str:
+        """Names a document's passages and vectors: its id, version and what the vectors depend on."""
+        return f"{entry['id']}.{entry['version']}.{entry['key']}"
 
     def _paths(self, entry: dict) -> dict[str, Path]:
         stem = f"{entry['id']}.{entry['version']}"
@@ -270,38 +188,33 @@ class Collection:
                     (d.id, d.sha256[:16]) for d in documents}:
                 log.info("Collection %s holds other documents; updating it", self.folder)
                 return None
-            chunks, blocks = [], []
-            for entry in manifest["documents"]:
-                document_chunks, vectors = self._check_entry_files(entry)
-                chunks.extend(document_chunks)
-                blocks.append(vectors)
+            store = self.milvus(manifest["documents"]) or self._file_store(manifest["documents"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("Collection %s is damaged (%s); rebuilding", self.folder, error)
+            return None
+        expected = sum(e["passages"] for e in manifest["documents"])
+        if store.count() != expected:
+            log.warning("The store %s holds %d of the %d passages of collection %s; filling it from the "
+                        "collection's files", self.store, store.count(), expected, self.name)
             return None
         info = {e["id"]: {"title": e.get("title", e["id"]), "pages": e.get("pages") or [], "source": e.get("source"),
                           "version": e["version"]}
                 for e in manifest["documents"]}
-        keywords = KeywordIndex.load_or_build(self.folder / "keywords", self._keywords_key(manifest["documents"]),
+        return PassageIndex(store, info)
+
+    def _file_store(self, entries: list[dict]) -> FileStore:
+        """The file store of ``entries``: their files checked against the manifest, and read."""
+        chunks, blocks = [], []
+        for entry in entries:
+            document_chunks, vectors = self._check_entry_files(entry)
+            chunks.extend(document_chunks)
+            blocks.append(vectors)
+        keywords = KeywordIndex.load_or_build(self.folder / "keywords", self._keywords_key(entries),
                                               [c.text for c in chunks])
-        return PassageIndex(chunks, self.search_index(blocks), info, keywords=keywords)
+        return FileStore(chunks, blocks, keywords, self.flat_limit)
 
     def _keywords_key(self, entries: list[dict]) -> str:
         return KeywordIndex.key([self._paths(e)["passages"].name for e in entries])
-
-    def search_index(self, blocks: list[np.ndarray]):
-        """A flat (exact) inner-product index, or an HNSW graph above ``flat_limit`` passages."""
-        import faiss
-
-        dimension = blocks[0].shape[1] if blocks else 384
-        total = sum(len(b) for b in blocks)
-        if total > self.flat_limit:
-            index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = 256
-        else:
-            index = faiss.IndexFlatIP(dimension)
-        for block in blocks:
-            index.add(np.ascontiguousarray(block, dtype=np.float32))
-        return index
 
     # Writing.
 
@@ -331,7 +244,7 @@ class Collection:
     def _manifest_for(self, entries: list[dict]) -> None:
         manifest = {"format_version": FORMAT_VERSION, "name": self.name, "built_from": self.built_from(),
                     "documents": entries}
-        with _atomic_file(self.folder / MANIFEST) as out:
+        with atomic_file(self.folder / MANIFEST) as out:
             out.write(json.dumps(manifest, ensure_ascii=False, indent=1).encode())
 
     def _readable_entries(self) -> list[dict]:
@@ -377,28 +290,31 @@ class Collection:
         entry = {"id": document.id, "version": document.sha256[:16], "key": key}
         paths = self._paths(entry)
         if not paths["document"].exists():
-            with _atomic_file(paths["document"]) as out:
+            with atomic_file(paths["document"]) as out:
                 out.write(json.dumps(asdict(document), ensure_ascii=False).encode())
         paths["pending"].mkdir(parents=True, exist_ok=True)
+        milvus = self.milvus()
         batches, reused = [], 0
         for number, begin in enumerate(range(0, len(chunks), self.batch_size)):
-            texts = [c.text for c in chunks[begin : begin + self.batch_size]]
+            batch = chunks[begin : begin + self.batch_size]
             path = paths["pending"] / f"{number:06d}.npy"
-            if _batch_done(path, len(texts)):
-                reused += len(texts)
+            if batch_done(path, len(batch)):
+                reused += len(batch)
             else:
-                with _atomic_file(path) as out:
-                    np.save(out, np.asarray(self.embedder.embed_passages(texts), dtype=np.float32))
+                with atomic_file(path) as out:
+                    np.save(out, np.asarray(self.embedder.embed_passages([c.text for c in batch]), dtype=np.float32))
+            if milvus is not None:  # inserted as embedded; the manifest lists them once all are in
+                milvus.write(self._stem(entry), begin, batch, np.load(path))
             batches.append(path)
             if progress:
-                progress(done + begin + len(texts), total, document.title)
+                progress(done + begin + len(batch), total, document.title)
         dimension = np.load(batches[0], mmap_mode="r").shape[1]
-        with _atomic_file(paths["vectors"]) as out:  # the batches joined, one in memory at a time
+        with atomic_file(paths["vectors"]) as out:  # the batches joined, one in memory at a time
             header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": (len(chunks), dimension)}
             np.lib.format.write_array_header_1_0(out, header)
             for path in batches:
                 out.write(np.load(path).astype(np.float32, copy=False).tobytes())
-        with _atomic_file(paths["passages"]) as out:
+        with atomic_file(paths["passages"]) as out:
             out.write("".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks).encode())
         entry.update({
             "title": document.title, "source": document.source, "date": document.date,
@@ -407,10 +323,12 @@ class Collection:
         })
         return entry, reused
 
-    def _commit(self, entries: list[dict], progress: Progress | None, pending: list[Document]) -> int:
+    def _commit(self, entries: list[dict], progress: Progress | None, pending: list[Document],
+                fill: bool = False) -> int:
         """Index ``pending`` documents, then switch the manifest to ``entries``
         with theirs put in place, then delete the files nothing lists any more.
-        Returns the passages reused from an interrupted run."""
+        With ``fill``, the Milvus store is given the passages of the other ``entries``
+        it lacks, from their files. Returns the passages reused from an interrupted run."""
         chunked = [(document, self.splitter.run([document])) for document in pending]
         done, total, reused = 0, sum(len(chunks) for _, chunks in chunked), 0
         by_id = {e["id"]: e for e in entries}
@@ -419,15 +337,32 @@ class Collection:
             done += len(chunks)
             reused += document_reused
         final = list(by_id.values())
+        if fill:
+            self._fill_milvus([e for e in final if e["id"] not in {d.id for d in pending}])
         self._switch_to(final)
         return reused
 
+    def _fill_milvus(self, entries: list[dict]) -> None:
+        """Give the Milvus store the passages of ``entries`` it lacks (a new or damaged store), from their files."""
+        milvus = self.milvus(entries)
+        for entry in entries if milvus is not None else ():
+            if milvus.held(self._stem(entry)) != entry["passages"]:
+                chunks, vectors = self._check_entry_files(entry)
+                for begin in range(0, len(chunks), self.batch_size):
+                    end = begin + self.batch_size
+                    milvus.write(self._stem(entry), begin, chunks[begin:end], vectors[begin:end])
+
     def _switch_to(self, entries: list[dict]) -> None:
         """Make ``entries`` the collection: the manifest first, then the files nothing lists
-        deleted, then the keyword index of the new set of passages saved, so that the next
-        load, in this process or another, reads it instead of building it."""
+        deleted, then what the store searches follows: the Milvus store's other rows
+        deleted, or the file store's keyword index of the new set of passages saved, so
+        that the next load, in this process or another, reads it instead of building it."""
         self._manifest_for(entries)
         self._clean(entries)
+        milvus = self.milvus(entries)
+        if milvus is not None:
+            milvus.keep_only([self._stem(e) for e in entries])
+            return
         try:
             texts = [json.loads(line)["text"] for e in entries
                      for line in self._paths(e)["passages"].read_text(encoding="utf-8").splitlines()]
@@ -483,7 +418,7 @@ class Collection:
                     continue
                 pending.append(document)
                 kept.append(entry)
-            self._commit(kept, progress, pending)
+            self._commit(kept, progress, pending, fill=True)
 
     def sync(self, documents: list[Document], progress: Progress | None = None, force: bool = False) -> None:
         """Make the collection hold exactly ``documents``, indexing only what changed (all with ``force``)."""
@@ -499,7 +434,7 @@ class Collection:
                 kept.append(entry)
             else:
                 pending.append(document)
-        self._commit(kept, progress, pending)
+        self._commit(kept, progress, pending, fill=True)
 
     def add(self, paths: Iterable[str | Path], progress: Progress | None = None,
             limits: ReadLimits | None = None, names: list[str] | None = None) -> AddReport:

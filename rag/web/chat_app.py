@@ -15,7 +15,7 @@ from rag.answer import Pipeline
 from rag.answer.language import detect_language
 from rag.answer.pipeline import clean_question
 from rag.answer.wording import both_languages, words_for
-from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError, check_name, list_collections
+from rag.index import DEFAULT_COLLECTION, CollectionBusy, StorageError, StoreUnavailable, check_name, list_collections
 from rag.web.conversations import restored
 from rag.web.reply import escape, failure, render
 from rag.web.source_view import source_page
@@ -235,7 +235,7 @@ class ChatApp:
             try:
                 report = pipeline.add(paths, report_progress, names=[os.path.basename(p) for p in paths],
                                       max_mb=pipeline.settings.max_upload_mb)
-            except (ValueError, CollectionBusy, StorageError) as error:
+            except (ValueError, CollectionBusy, StorageError, StoreUnavailable) as error:
                 return (*self.panel(pipeline, failure(str(error))), None)
             except Exception:  # never a bare error badge: the user hears that nothing changed
                 log.exception("adding %d uploaded file(s) failed", len(paths))
@@ -258,6 +258,6 @@ class ChatApp:
             return self.panel(pipeline, "<p>Choose a document to remove · Choisissez un document à retirer</p>")
         try:
             pipeline.remove([doc_id])
-        except (ValueError, CollectionBusy, StorageError) as error:
+        except (ValueError, CollectionBusy, StorageError, StoreUnavailable) as error:
             return self.panel(pipeline, failure(str(error)))
         return self.panel(pipeline, f"<p>Removed · Retiré : {escape(doc_id)}</p>")
