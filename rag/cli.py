@@ -258,6 +258,15 @@ def command_bench_index(args) -> int:
     return 0
 
 
+def command_bench_store(args) -> int:
+    from rag.evaluation.stores import bench_store
+
+    for row in bench_store(settings_from(args), args.from_squad, args.mb, args.sizes, args.file, args.rounds,
+                           work=args.work_dir):
+        print(json.dumps(row), flush=True)
+    return 0
+
+
 def command_bench_embed(args) -> int:
     from rag.evaluation.embedding_speed import embedding_variants
 
@@ -397,6 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_index.add_argument("--file", default="extra_qa.jsonl", help="questions to time on the collection")
     bench_index.add_argument("--rounds", type=int, default=2)
     bench_index.set_defaults(run=command_bench_index)
+    bench_store = add_command("bench-store", help="the store named by --store filled with N passages (real ones, "
+                              "then copies): add throughput, load, memory, question latency, dense recall@10")
+    bench_store.add_argument("--from-squad", nargs="+", metavar="FILE", required=True,
+                             help="the real passages: the paragraphs of these SQuAD-format files, embedded once")
+    bench_store.add_argument("--mb", type=float, default=4.0, help="the real passages' corpus, in MB")
+    bench_store.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000])
+    bench_store.add_argument("--file", default="extra_qa.jsonl", help="questions to time on each collection")
+    bench_store.add_argument("--rounds", type=int, default=2)
+    bench_store.add_argument("--work-dir", type=Path, help="where the collections are built (a disk with room)")
+    bench_store.set_defaults(run=command_bench_store)
     bench_embed = add_command("bench-embed", help="ways to embed passages faster, against sentence-transformers: "
                               "passages per second and lowest cosine")
     bench_embed.add_argument("--passages", type=int, default=400, help="the collection's first passages to embed")

@@ -146,6 +146,19 @@ def test_the_collection_example_in_the_shell_and_in_the_chat(files, tmp_path):
     assert "removed: minutes.docx" in printed["rag remove minutes.docx"]
 
 
+def test_the_milvus_lite_example(files, tmp_path):
+    """The Milvus Lite block: add and ask in the shell, then the chat on the same file (its own process)."""
+    from gradio_client import Client
+
+    env = readers_env(RAG_INDEX_DIR=str(tmp_path / "index"))
+    (added, asked, chat) = commands(blocks("bash", "--store milvus:index/passages.db"))
+    assert "added: report.pdf" in run(added, files, env).stdout
+    assert run(asked, files, env).stdout.startswith("Odile Marchetti\n")
+    with Chat([chat[0], str(ROOT / "ui.py"), *chat[2:]], files, env) as served:  # the README's folder as cwd
+        reply = Client(served.url, verbose=False).predict("Qui a fondé Vendrix ?", api_name="/ask")
+    assert "Odile Marchetti" in reply and (files / "index" / "passages.db").is_dir()
+
+
 def test_the_python_examples(files, tmp_path, monkeypatch):
     monkeypatch.chdir(files)
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))

@@ -409,11 +409,12 @@ def test_browser_reads_well_in_both_themes_and_on_a_phone(server, pipeline, view
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, tmp_path, scheme):
+@pytest.mark.parametrize("scheme, store", [("light", "files"), ("dark", "milvus")])
+def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, tmp_path, scheme, store):
     """A new collection in the chat: upload a PDF of three pages and a Word
     file at once, ask about each, get the span highlighted with the
-    document's name (and page); remove one; a file that cannot be read is named."""
+    document's name (and page); remove one; a file that cannot be read is named.
+    Once in the file store, once in Milvus Lite (where a second process is refused)."""
     from dataclasses import replace
 
     from playwright.sync_api import expect, sync_playwright
@@ -433,7 +434,8 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
                                                      "La prochaine assemblée de Talvane se tiendra à Brest."])
     scanned = uploads / "scan.pdf"
     scanned.write_bytes(b"%PDF-1.4 not a real PDF")
-    mine = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection="mine"))
+    stored_in = "files" if store == "files" else f"milvus:{tmp_path / 'passages.db'}"
+    mine = Pipeline(replace(pipeline.settings, index_dir=tmp_path / "index", collection="mine", store=stored_in))
     mine.embedder, mine.reader = pipeline.embedder, pipeline.reader
     app, url = serve(mine)
     try:
@@ -507,12 +509,17 @@ def test_browser_uploads_a_pdf_and_a_word_file_and_answers_from_them(pipeline, t
             expect(page.locator(".rag-docs")).not_to_contain_text("compte-rendu.docx")
 
             # Added from the shell while the chat runs: the next visit lists it and answers from it.
+            # Milvus Lite serves the chat's process alone: the shell is told to use a Milvus server.
             note = uploads / "note.md"
             note.write_text("# Note\n\nLe siège de Talvane se trouve à Quimper depuis 2011.\n", encoding="utf-8")
             added = subprocess.run([sys.executable, "-m", "rag", "add", str(note), "--collection", "mine"],
                                    capture_output=True, text=True, timeout=300,
-                                   env={**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index")})
-            assert added.returncode == 0, added.stderr
+                                   env={**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_STORE": stored_in})
+            if store == "milvus":
+                assert added.returncode == 2 and "open in another process" in added.stderr, added.stderr
+                mine.add([note])  # in the chat's process instead
+            else:
+                assert added.returncode == 0, added.stderr
             page.reload()
             page.get_by_text("Documents (2)").click(timeout=60_000)
             expect(page.locator(".rag-docs")).to_contain_text("note.md")

@@ -97,7 +97,7 @@ class Collection:
         """The collection in the Milvus store, answering from ``entries``; None for the file store."""
         if not is_milvus(self.store):
             return None
-        return MilvusStore(client_for(self.store, self.milvus_token), self.name, [self._stem(e) for e in entries])
+        return MilvusStore(client_for(self.store, self.milvus_token), self.name, [self.stem(e) for e in entries])
 
     # What the vectors depend on.
 
@@ -135,7 +135,7 @@ class Collection:
         return manifest["documents"] if manifest else []
 
     @staticmethod
-    def _stem(entry: dict) -> str:
+    def stem(entry: dict) -> str:
         """Names a document's passages and vectors: its id, version and what the vectors depend on."""
         return f"{entry['id']}.{entry['version']}.{entry['key']}"
 
@@ -160,7 +160,8 @@ class Collection:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Document(**{**data, "pages": tuple(data.get("pages") or ())})
 
-    def _check_entry_files(self, entry: dict) -> tuple[list[Chunk], np.ndarray]:
+    def read_passages(self, entry: dict) -> tuple[list[Chunk], np.ndarray]:
+        """A document's passages and vectors, checked against the manifest (a ValueError if they do not match)."""
         paths = self._paths(entry)
         for kind in ("passages", "vectors"):
             if sha256_file(paths[kind]) != entry["files"].get(kind):
@@ -206,7 +207,7 @@ class Collection:
         """The file store of ``entries``: their files checked against the manifest, and read."""
         chunks, blocks = [], []
         for entry in entries:
-            document_chunks, vectors = self._check_entry_files(entry)
+            document_chunks, vectors = self.read_passages(entry)
             chunks.extend(document_chunks)
             blocks.append(vectors)
         keywords = KeywordIndex.load_or_build(self.folder / "keywords", self._keywords_key(entries),
@@ -304,7 +305,7 @@ class Collection:
                 with atomic_file(path) as out:
                     np.save(out, np.asarray(self.embedder.embed_passages([c.text for c in batch]), dtype=np.float32))
             if milvus is not None:  # inserted as embedded; the manifest lists them once all are in
-                milvus.write(self._stem(entry), begin, batch, np.load(path))
+                milvus.write(self.stem(entry), begin, batch, np.load(path))
             batches.append(path)
             if progress:
                 progress(done + begin + len(batch), total, document.title)
@@ -346,11 +347,11 @@ class Collection:
         """Give the Milvus store the passages of ``entries`` it lacks (a new or damaged store), from their files."""
         milvus = self.milvus(entries)
         for entry in entries if milvus is not None else ():
-            if milvus.held(self._stem(entry)) != entry["passages"]:
-                chunks, vectors = self._check_entry_files(entry)
+            if milvus.held(self.stem(entry)) != entry["passages"]:
+                chunks, vectors = self.read_passages(entry)
                 for begin in range(0, len(chunks), self.batch_size):
                     end = begin + self.batch_size
-                    milvus.write(self._stem(entry), begin, chunks[begin:end], vectors[begin:end])
+                    milvus.write(self.stem(entry), begin, chunks[begin:end], vectors[begin:end])
 
     def _switch_to(self, entries: list[dict]) -> None:
         """Make ``entries`` the collection: the manifest first, then the files nothing lists
@@ -361,7 +362,7 @@ class Collection:
         self._clean(entries)
         milvus = self.milvus(entries)
         if milvus is not None:
-            milvus.keep_only([self._stem(e) for e in entries])
+            milvus.keep_only([self.stem(e) for e in entries])
             return
         try:
             texts = [json.loads(line)["text"] for e in entries
@@ -390,7 +391,7 @@ class Collection:
         if force or entry.get("key") != self.key():
             return True
         try:
-            self._check_entry_files(entry)
+            self.read_passages(entry)
         except (OSError, ValueError, KeyError, TypeError):
             return True
         return False

@@ -38,12 +38,17 @@ def is_milvus(store: str) -> bool:
     return store.startswith(PREFIX)
 
 
+def _is_server(target: str) -> bool:
+    """Whether a Milvus target is a server's address (else a Milvus Lite file)."""
+    return target.startswith(("http://", "https://", "tcp://"))
+
+
 def check_store(store: str) -> str:
     """``store`` when it names a store ("files", "milvus:PATH.db", "milvus:http(s)://…"); a ValueError otherwise."""
     if store == "files":
         return store
     target = store.removeprefix(PREFIX) if is_milvus(store) else ""
-    if target.startswith(("http://", "https://", "tcp://")) or target.endswith(".db"):
+    if _is_server(target) or target.endswith(".db"):
         return store
     raise ValueError(f"RAG_STORE must be 'files', 'milvus:PATH.db' (Milvus Lite) or 'milvus:http://HOST:19530' "
                      f"(a Milvus server), not {store!r}")
@@ -67,6 +72,20 @@ def client_for(store: str, token: str = ""):
         return _clients[target]
 
 
+def close_client(store: str) -> None:
+    """Let go of a store this process opened (Milvus Lite's file then opens in another process)."""
+    target = store.removeprefix(PREFIX)
+    with _clients_guard:
+        client = _clients.pop(target, None)
+    if client is None:
+        return
+    client.close()
+    if not _is_server(target):
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(target)
+
+
 def _connect(target: str, token: str):
     # gRPC's C core would note on the terminal each time a file is read in a process of its own (a fork).
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -77,8 +96,10 @@ def _connect(target: str, token: str):
                                "pip install -e '.[milvus]'") from None
     for name in ("pymilvus", "milvus_lite", "grpc._server"):  # each failure is told once, in the error raised here
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    lite = not target.startswith(("http://", "https://", "tcp://"))
+    lite = not _is_server(target)
     try:
+        if lite:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
         return MilvusClient(uri=target, token=token, timeout=CONNECT_TIMEOUT_S)
     except Exception as error:  # pymilvus raises its own exceptions, and Milvus Lite others
         if lite and _locked(target):
