@@ -97,7 +97,8 @@ class Collection:
         """The collection in the Milvus store, answering from ``entries``; None for the file store."""
         if not is_milvus(self.store):
             return None
-        return MilvusStore(client_for(self.store, self.milvus_token), self.name, [self.stem(e) for e in entries])
+        return MilvusStore(client_for(self.store, self.milvus_token), self.name,
+                           {self.stem(e): e["passages"] for e in entries})
 
     # What the vectors depend on.
 
@@ -189,14 +190,14 @@ class Collection:
                     (d.id, d.sha256[:16]) for d in documents}:
                 log.info("Collection %s holds other documents; updating it", self.folder)
                 return None
-            store = self.milvus(manifest["documents"]) or self._file_store(manifest["documents"])
+            milvus = self.milvus(manifest["documents"])
+            store = milvus or self._file_store(manifest["documents"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("Collection %s is damaged (%s); rebuilding", self.folder, error)
             return None
-        expected = sum(e["passages"] for e in manifest["documents"])
-        if store.count() != expected:
-            log.warning("The store %s holds %d of the %d passages of collection %s; filling it from the "
-                        "collection's files", self.store, store.count(), expected, self.name)
+        if milvus is not None and not milvus.complete():
+            log.warning("The store %s lacks passages of collection %s; filling it from the collection's files",
+                        self.store, self.name)
             return None
         info = {e["id"]: {"title": e.get("title", e["id"]), "pages": e.get("pages") or [], "source": e.get("source"),
                           "version": e["version"]}
@@ -346,8 +347,11 @@ class Collection:
     def _fill_milvus(self, entries: list[dict]) -> None:
         """Give the Milvus store the passages of ``entries`` it lacks (a new or damaged store), from their files."""
         milvus = self.milvus(entries)
-        for entry in entries if milvus is not None else ():
-            if milvus.held(self.stem(entry)) != entry["passages"]:
+        if milvus is None or milvus.complete():
+            return
+        fresh = not milvus.exists  # a new or lost store lacks everything: nothing to count
+        for entry in entries:
+            if fresh or milvus.held(self.stem(entry)) != entry["passages"]:
                 chunks, vectors = self.read_passages(entry)
                 for begin in range(0, len(chunks), self.batch_size):
                     end = begin + self.batch_size
@@ -362,7 +366,7 @@ class Collection:
         self._clean(entries)
         milvus = self.milvus(entries)
         if milvus is not None:
-            milvus.keep_only([self.stem(e) for e in entries])
+            milvus.keep_only({self.stem(e): e["passages"] for e in entries})
             return
         try:
             texts = [json.loads(line)["text"] for e in entries

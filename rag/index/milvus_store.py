@@ -141,12 +141,14 @@ def _quoted(values: Sequence[str]) -> str:
 
 class MilvusStore:
     """One rag collection's passages in a Milvus collection; searches answer
-    only from ``stems``, the passage files its manifest lists."""
+    only from ``listed``, the passage files its manifest lists (stem → passages)."""
 
-    def __init__(self, client, collection: str, stems: Sequence[str] = ()) -> None:
+    def __init__(self, client, collection: str, listed: dict[str, int] | None = None) -> None:
         self.client = client
         self.name = milvus_name(collection)
-        self.stems = set(stems)
+        listed = listed or {}
+        self.stems = set(listed)
+        self.listed_passages = sum(listed.values())
         self.keywords = KeywordIndex()  # its tokens only: folded, without stop words, as the file store's
         self._loaded = False
 
@@ -206,11 +208,15 @@ class MilvusStore:
                  "vector": np.asarray(v, dtype=np.float32).tolist()} for n, (c, v) in enumerate(zip(chunks, vectors))]
         self._call("upsert", self.name, rows)
 
-    def keep_only(self, stems: Sequence[str]) -> None:
-        """Delete the rows of every passage file but ``stems`` (removed documents, older versions)."""
-        self.stems = set(stems)
+    def keep_only(self, listed: dict[str, int]) -> None:
+        """Delete the rows of every passage file but ``stems`` (removed documents, older versions),
+        then seal what was written: Milvus searches sealed rows through their indexes, and
+        scans rows still growing one by one (at 20,000 passages in Milvus Lite, 0.7 s a dense
+        search and 2 s a BM25 one before, 25 and 16 ms after)."""
+        self.stems, self.listed_passages = set(listed), sum(listed.values())
         if self.exists:
             self._call("delete", self.name, filter=f"stem not in {_quoted(sorted(self.stems))}")
+            self._call("flush", self.name)
 
     def held(self, stem: str) -> int:
         """How many passages of one passage file the store holds."""
@@ -224,8 +230,18 @@ class MilvusStore:
 
     # Searching.
 
+    def complete(self) -> bool:
+        """Whether Milvus holds every listed passage. Counting every row is quick, counting by a
+        filter is not (1 s at 20,000 rows in Milvus Lite), so the filter is used only when
+        other rows are there too (an add in progress, or an interrupted one)."""
+        every = self._count("")
+        if every <= self.listed_passages:
+            return every == self.listed_passages
+        return self._count(f"stem in {_quoted(sorted(self.stems))}") == self.listed_passages
+
     def count(self) -> int:
-        return self._count(f"stem in {_quoted(sorted(self.stems))}") if self.stems else 0
+        """The listed passages (what the manifest says; :meth:`complete` checks Milvus holds them)."""
+        return self.listed_passages
 
     def _listed(self, hits, k: int) -> list[str]:
         keys = [hit["id"] if "id" in hit else hit["pk"] for hit in hits[0]] if hits else []
