@@ -32,6 +32,9 @@ class Settings:
     # (a Milvus server or cluster, shared by several chat servers); README, "Choosing the store".
     store: str = "files"
     milvus_token: str = ""  # a Milvus server's token ("user:password" or an API key)
+    # The dense index of a Milvus collection when it is made: "FLAT" (exact) or "HNSW"
+    # (approximate, for millions of passages; README, "Choosing the store").
+    milvus_index: str = "FLAT"
     collection: str = "default"  # the collection answered from; "default" holds the embedded article
     cache_dir: Path = field(default_factory=_default_cache)
     chunk_size: int = 600  # characters; ~150 tokens, so question + passage fit one reader window
@@ -104,9 +107,11 @@ class Settings:
         from rag.index.names import check_name
 
         check_name(self.collection)  # a plain name: never a path out of the index folder
-        from rag.index.milvus_store import check_store
+        from rag.index.milvus_store import INDEXES, check_store
 
         check_store(self.store)
+        if self.milvus_index not in INDEXES:
+            raise ValueError(f"RAG_MILVUS_INDEX must be one of {', '.join(INDEXES)}, not {self.milvus_index!r}")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"RAG_RUNTIME must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
         if self.precision not in PRECISIONS:

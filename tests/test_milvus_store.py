@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from files import write_long_text
-from rag import Pipeline
+from rag import Pipeline, Settings
 from rag.index import StoreUnavailable
 from rag.index.milvus_store import MilvusStore, check_store, client_for, milvus_name
 
@@ -24,10 +24,11 @@ pytest.importorskip("pymilvus")  # the test extra installs it; the default insta
 NOTE = "La société fictive Zorblax a son siège à Lyon. Elle a été fondée par Ada Vérin en 1999."
 
 
-def on_milvus(pipeline: Pipeline, folder: Path, collection: str = "mine", lite: str = "store.db") -> Pipeline:
+def on_milvus(pipeline: Pipeline, folder: Path, collection: str = "mine", lite: str = "store.db",
+              index: str = "FLAT") -> Pipeline:
     """A pipeline over a collection of ``folder`` searched in a Milvus Lite file there, sharing the loaded models."""
     other = Pipeline(replace(pipeline.settings, index_dir=folder / "index", collection=collection,
-                             store=f"milvus:{folder / lite}"))
+                             store=f"milvus:{folder / lite}", milvus_index=index))
     other.embedder, other.reader = pipeline.embedder, pipeline.reader
     return other
 
@@ -45,15 +46,18 @@ def test_store_names_are_checked_and_collection_names_map_one_to_one():
     for wrong in ("milvus", "milvus:", "milvus:data", "faiss", "milvus:/tmp/x.sqlite"):
         with pytest.raises(ValueError, match="RAG_STORE must be"):
             check_store(wrong)
+    with pytest.raises(ValueError, match="RAG_MILVUS_INDEX must be one of FLAT, HNSW"):
+        Settings.from_env({"RAG_MILVUS_INDEX": "IVF"})
     names = ["a-b", "a_b", "a.b", "a__b", "a_hb", "A-b"]
     mapped = [milvus_name(n) for n in names]
     assert len(set(mapped)) == len(names) and all(m.replace("_", "").isalnum() for m in mapped)
 
 
-def test_the_milvus_store_gives_the_file_stores_passages_on_the_dev_set(pipeline, dev_questions, tmp_path):
+@pytest.mark.parametrize("index", ["FLAT", "HNSW"])
+def test_the_milvus_store_gives_the_file_stores_passages_on_the_dev_set(pipeline, dev_questions, tmp_path, index):
     """The default collection searched in Milvus Lite: the same four passages, in the
     same order, with the same similarities, for every development question."""
-    milvus = on_milvus(pipeline, tmp_path, collection="default")
+    milvus = on_milvus(pipeline, tmp_path, collection="default", index=index)
     milvus.warm_up()
     assert len(milvus.retriever.index) == len(pipeline.retriever.index) > 1
     for item in dev_questions:

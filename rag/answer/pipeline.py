@@ -131,7 +131,7 @@ class Pipeline:
                                     compiled_cache=self.settings.compiled_cache_dir)
         self.collection = Collection(collection_folder(self.settings.index_dir, name), self.splitter, embedder,
                                      flat_limit=self.settings.hnsw_above, store=self.settings.store,
-                                     milvus_token=self.settings.milvus_token)
+                                     milvus_token=self.settings.milvus_token, milvus_index=self.settings.milvus_index)
         self.reader: ExtractiveReader | None = None
         self.verifier: Verifier | None = None  # the built-in reader's spans only: the confidence was fitted on them
         self.confidence: CombinedConfidence | None = None

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,8 +127,8 @@ def dense_recall(collection: Collection, query_vectors: np.ndarray, k: int = 10)
 
 
 def bench_store(settings: Settings, sources: list[str], megabytes: float, sizes: list[int], questions: str,
-                rounds: int = 2, recall_questions: int = 100, work: Path | None = None) -> list[dict]:
-    """For each size: fill a new collection of the store in ``settings`` with about that many
+                rounds: int = 2, recall_questions: int = 100, work: Path | None = None) -> Iterator[dict]:
+    """For each size, as it is measured: fill a new collection of the store in ``settings`` with about that many
     passages (add throughput), add one more copy to it, then time it as a chat server uses it
     and measure the dense search's recall@10."""
     corpus, texts, vectors = base_passages(settings, sources, megabytes)
@@ -134,7 +136,6 @@ def bench_store(settings: Settings, sources: list[str], megabytes: float, sizes:
     probe.load_embedder()
     asked = [example.question for source in sources for example in load_squad(source)][:recall_questions]
     query_vectors = probe.embedder.embed_queries(asked)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="rag-bench-store-", dir=work) as scratch:
         for size in sizes:
             copies = max(1, round(size / len(texts)))
@@ -160,7 +161,5 @@ def bench_store(settings: Settings, sources: list[str], megabytes: float, sizes:
                    **served(at, questions, rounds)}
             row["dense_recall@10"] = round(dense_recall(collection, query_vectors), 4)
             close_client(at.store)
-            rows.append(row)
-            for path in files:
-                path.unlink()
-    return rows
+            shutil.rmtree(where)
+            yield row

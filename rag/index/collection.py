@@ -83,7 +83,7 @@ class Collection:
     :meth:`remove`, :meth:`sync` and repairs take the collection's lock."""
 
     def __init__(self, folder: Path, splitter, embedder, batch_size: int = 64, flat_limit: int = 1_000_000,
-                 store: str = "files", milvus_token: str = "") -> None:
+                 store: str = "files", milvus_token: str = "", milvus_index: str = "FLAT") -> None:
         self.folder = Path(folder)
         self.name = check_name(self.folder.name)
         self.splitter = splitter
@@ -92,13 +92,14 @@ class Collection:
         self.flat_limit = flat_limit  # passages above which the file store scans an HNSW graph, not every vector
         self.store = store  # where passages are searched: "files", or "milvus:…" (rag/index/milvus_store.py)
         self.milvus_token = milvus_token
+        self.milvus_index = milvus_index  # the dense index of a Milvus collection made for it
 
     def milvus(self, entries: list[dict] = ()) -> MilvusStore | None:
         """The collection in the Milvus store, answering from ``entries``; None for the file store."""
         if not is_milvus(self.store):
             return None
         return MilvusStore(client_for(self.store, self.milvus_token), self.name,
-                           {self.stem(e): e["passages"] for e in entries})
+                           {self.stem(e): e["passages"] for e in entries}, self.milvus_index)
 
     # What the vectors depend on.
 

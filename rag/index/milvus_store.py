@@ -27,6 +27,9 @@ CONNECT_TIMEOUT_S = 5.0
 # bm25s's defaults, which the file store uses: the same ranking in both stores.
 BM25_K1, BM25_B = 1.5, 0.75
 MAX_TEXT = 65_535  # bytes of a VARCHAR field in Milvus
+# The dense index a new Milvus collection gets: FLAT (exact), or HNSW with the file store's
+# graph (M 32) and search breadth (ef 256), for collections a flat scan makes slow.
+INDEXES = {"FLAT": ({}, {}), "HNSW": ({"M": 32, "efConstruction": 200}, {"ef": 256})}
 _OVERFETCH = 2  # searches ask for this many times k, for the rows of unlisted versions they drop
 
 
@@ -143,9 +146,10 @@ class MilvusStore:
     """One rag collection's passages in a Milvus collection; searches answer
     only from ``listed``, the passage files its manifest lists (stem → passages)."""
 
-    def __init__(self, client, collection: str, listed: dict[str, int] | None = None) -> None:
+    def __init__(self, client, collection: str, listed: dict[str, int] | None = None, index: str = "FLAT") -> None:
         self.client = client
         self.name = milvus_name(collection)
+        self.index = index
         listed = listed or {}
         self.stems = set(listed)
         self.listed_passages = sum(listed.values())
@@ -193,7 +197,7 @@ class MilvusStore:
         schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["words"],
                                      output_field_names=["sparse"]))
         indexes = self.client.prepare_index_params()
-        indexes.add_index("vector", index_type="FLAT", metric_type="IP")
+        indexes.add_index("vector", index_type=self.index, metric_type="IP", params=INDEXES[self.index][0])
         indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                           params={"bm25_k1": BM25_K1, "bm25_b": BM25_B})
         self._call("create_collection", self.name, schema=schema, index_params=indexes, consistency_level="Strong")
@@ -251,7 +255,8 @@ class MilvusStore:
         if not self.stems or k <= 0:
             return []
         hits = self._call("search", self.name, data=[np.asarray(vector, dtype=np.float32).tolist()],
-                          anns_field="vector", limit=k * _OVERFETCH, search_params={"metric_type": "IP"})
+                          anns_field="vector", limit=k * _OVERFETCH,
+                          search_params={"metric_type": "IP", "params": INDEXES[self.index][1]})
         return self._listed(hits, k)
 
     def keyword_search(self, query: str, k: int) -> list[str]:
