@@ -113,8 +113,8 @@ def _connect(target: str, token: str):
         if lite:
             raise StoreUnavailable(
                 f"The Milvus Lite file {target} cannot be opened ({_reason(error)}). The collections' "
-                "documents are kept in the index folder: move the file away and run `rag index` to fill a "
-                "new one from them.") from None
+                "documents are kept in the index folder: move the file away, and `rag index --collection NAME` "
+                "fills a new one from them, collection by collection, without embedding again.") from None
         raise StoreUnavailable(f"The Milvus server at {target} does not answer ({_reason(error)}): start it, "
                                "or check RAG_STORE and RAG_MILVUS_TOKEN.") from None
 
