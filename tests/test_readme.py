@@ -128,7 +128,7 @@ def test_the_collection_example_in_the_shell_and_in_the_chat(files, tmp_path):
 
     env = readers_env(RAG_INDEX_DIR=str(tmp_path / "index"))
     printed = {}
-    for words in commands(blocks("bash", "--collection work")):
+    for words in commands(blocks("bash", "rag remove minutes.docx --collection work")):
         if words[:2] == ["python", "ui.py"]:
             with Chat(words, ROOT, env) as chat:  # the chat of that collection, by flag and by link
                 reply = Client(chat.url, verbose=False).predict("Qui a fondé Vendrix ?", api_name="/ask")
