@@ -142,12 +142,12 @@ class Collection:
         return f"{entry['id']}.{entry['version']}.{entry['key']}"
 
     def _paths(self, entry: dict) -> dict[str, Path]:
-        stem = f"{entry['id']}.{entry['version']}"
+        stem = self.stem(entry)
         return {
-            "document": self.folder / "documents" / f"{stem}.json",
-            "passages": self.folder / "passages" / f"{stem}.{entry['key']}.jsonl",
-            "vectors": self.folder / "vectors" / f"{stem}.{entry['key']}.npy",
-            "pending": self.folder / "pending" / f"{stem}.{entry['key']}",
+            "document": self.folder / "documents" / f"{entry['id']}.{entry['version']}.json",
+            "passages": self.folder / "passages" / f"{stem}.jsonl",
+            "vectors": self.folder / "vectors" / f"{stem}.npy",
+            "pending": self.folder / "pending" / stem,
         }
 
     def document(self, doc_id: str) -> Document:
@@ -303,11 +303,13 @@ class Collection:
             path = paths["pending"] / f"{number:06d}.npy"
             if batch_done(path, len(batch)):
                 reused += len(batch)
+                vectors = np.load(path) if milvus is not None else None
             else:
+                vectors = np.asarray(self.embedder.embed_passages([c.text for c in batch]), dtype=np.float32)
                 with atomic_file(path) as out:
-                    np.save(out, np.asarray(self.embedder.embed_passages([c.text for c in batch]), dtype=np.float32))
+                    np.save(out, vectors)
             if milvus is not None:  # inserted as embedded; the manifest lists them once all are in
-                milvus.write(self.stem(entry), begin, batch, np.load(path))
+                milvus.write(self.stem(entry), begin, batch, vectors)
             batches.append(path)
             if progress:
                 progress(done + begin + len(batch), total, document.title)
@@ -367,7 +369,7 @@ class Collection:
         self._clean(entries)
         milvus = self.milvus(entries)
         if milvus is not None:
-            milvus.keep_only({self.stem(e): e["passages"] for e in entries})
+            milvus.keep_only()
             return
         try:
             texts = [json.loads(line)["text"] for e in entries
