@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import numpy as np
 
 from rag.answer import Pipeline
 from rag.evaluation.bench import TIMED_QUESTIONS
-from rag.evaluation.indexing import write_corpus
+from rag.evaluation.indexing import timed_child, write_corpus
 from rag.evaluation.squad import load_squad
 from rag.index import Collection
 from rag.index.milvus_store import close_client, is_milvus
@@ -93,17 +92,12 @@ def served(settings: Settings, questions: str, rounds: int) -> dict:
     job = json.dumps({"settings": {"index_dir": str(settings.index_dir), "collection": settings.collection,
                                    "store": settings.store},
                       "documents": [], "questions": questions, "rounds": rounds})
-    child = subprocess.Popen([sys.executable, "-c", TIMED_QUESTIONS, job], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True, env=os.environ.copy())
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"timing questions on {settings.store} failed:\n{output}")
-    timed = json.loads(output.splitlines()[-1])
+    child = timed_child([sys.executable, "-c", TIMED_QUESTIONS, job], os.environ.copy())
+    timed = json.loads(child["output"].splitlines()[-1])
     milliseconds = np.array(timed["seconds"]) * 1000
     return {"load_s": round(timed["load_s"], 2), "question_ms_p50": round(float(np.percentile(milliseconds, 50)), 1),
             "question_ms_p95": round(float(np.percentile(milliseconds, 95)), 1),
-            "server_peak_rss_mb": round(usage.ru_maxrss / 1024), "questions_timed": len(milliseconds)}
+            "server_peak_rss_mb": round(child["peak_rss_mb"]), "questions_timed": len(milliseconds)}
 
 
 def dense_recall(collection: Collection, query_vectors: np.ndarray, k: int = 10) -> float:
