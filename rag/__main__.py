@@ -1,6 +1,4 @@
 """``python -m rag``: the same as the ``rag`` command."""
-import sys
+from rag.cli import run
 
-from rag.cli import main
-
-sys.exit(main())
+run()

@@ -139,3 +139,40 @@ def test_damaged_exports_are_detected(pipeline, tmp_path):
     assert not exports_verified(folder, expected, deep=False)
     (folder / MANIFEST).write_text(json.dumps([]))
     assert not exports_verified(folder, expected)
+
+
+def test_bf16_compiles_an_fp16_copy_made_once_and_replaced_with_the_export(pipeline, tmp_path):
+    """The copy that keeps the compiled model about 100 MB smaller: made on first use, reused after,
+    made again for a new export, and a damaged copy never stops the model from loading."""
+    from rag.embedding.engine import OpenVinoGraph
+
+    export = shutil.copy(pipeline.settings.export_cache_dir / READER, tmp_path / READER)
+    cache = tmp_path / "compiled"
+    table = pipeline.embedder.word_embeddings
+    feeds = {"inputs_embeds": table[[[0, 1000, 2000, 2]]].astype(np.float32),
+             "attention_mask": np.ones((1, 4), dtype=np.int64)}
+    reference = OpenVinoGraph(export, "f32").run(feeds)
+
+    def copies() -> list:
+        return sorted(cache.glob("reader-*/model.xml"))
+
+    first = OpenVinoGraph(export, "bf16", cache_dir=cache).run(feeds)
+    (made,) = copies()
+    stamp = made.stat().st_mtime_ns
+    OpenVinoGraph(export, "bf16", cache_dir=cache)
+    assert copies() == [made] and made.stat().st_mtime_ns == stamp  # reused, not made again
+    for logits, expected in zip(first, reference):
+        assert np.abs(logits - expected).max() < 0.5  # bf16 against f32: close, not equal
+
+    os.utime(export, ns=(stamp, stamp + 10**9))  # a new export
+    OpenVinoGraph(export, "bf16", cache_dir=cache)
+    (again,) = copies()
+    assert again != made
+
+    again.with_suffix(".bin").write_bytes(b"\0" * 100)  # damaged, and no compiled model to load instead
+    for blob in cache.glob("*.blob"):
+        blob.unlink()
+    for logits, expected in zip(OpenVinoGraph(export, "bf16", cache_dir=cache).run(feeds), first):
+        assert np.abs(logits - expected).max() < 0.5
+    assert not again.exists()  # removed, made afresh next time
+    assert OpenVinoGraph(export, "f32", cache_dir=cache) and not copies()  # f32 reads the export's own weights
