@@ -275,7 +275,13 @@ def command_bench_embed(args) -> int:
     if not pipeline.settings.lean:
         raise ValueError("bench-embed compares ways to run the built-in embedder: use an ONNX engine (the default runtime)")
     pipeline.load_embedder()
-    texts = [chunk.text for chunk in pipeline.load_index().chunks[: args.passages]]
+    pipeline.load_index()
+    texts: list[str] = []
+    for entry in pipeline.collection.entries():  # the collection's first passages, in order
+        if len(texts) >= args.passages:
+            break
+        texts += [chunk.text for chunk in pipeline.collection.read_passages(entry)[0]]
+    texts = texts[: args.passages]
     rows = embedding_variants(pipeline.embedder.definition, pipeline.embedder, texts)
     print(json.dumps({"passages": len(texts), "variants": rows}, indent=2, ensure_ascii=False))
     return 0

@@ -184,7 +184,7 @@ def test_soak_samples_the_chat_servers_memory(index_dir):
 
 def test_indexing_and_index_type_benchmarks_run(index_dir, tmp_path):
     """`rag bench-index` (corpus made from SQuAD paragraphs, added, then
-    questions timed on it) and `rag bench-ann` report what the README quotes."""
+    questions timed on it), `rag bench-embed` and `rag bench-ann` report what the README quotes."""
     paragraphs = [f"Le paragraphe {i} décrit la ville de Ville{i} et ses {i * 3} habitants." for i in range(40)]
     squad = {"data": [{"title": "t", "paragraphs": [{"context": p, "qas": []} for p in paragraphs]}]}
     source = tmp_path / "squad.json"
@@ -194,6 +194,12 @@ def test_indexing_and_index_type_benchmarks_run(index_dir, tmp_path):
     report = json.loads(result.stdout)
     assert report["unique_paragraphs"] == 40 and report["passages"] > 1 and report["index"] == "IndexFlatIP"
     assert report["passages_per_s"] > 0 and report["add_peak_rss_mb"] > 0 and report["query_ms_p50"] > 0
+    embedding = rag("bench-embed", "--passages", "4", index_dir=index_dir)
+    assert embedding.returncode == 0, embedding.stderr
+    report = json.loads(embedding.stdout)
+    assert report["passages"] == 4 and report["variants"][0]["variant"].startswith("sentence-transformers")
+    assert all(row["passages_per_s"] > 0 for row in report["variants"])
+    assert all(row["min_cosine"] > 0.999 for row in report["variants"][1:])
     rows = [json.loads(line) for line in rag("bench-ann", "--sizes", "3000", index_dir=index_dir).stdout.splitlines()]
     assert {row["index"].split()[0] for row in rows} == {"flat", "hnsw32", "ivf219"}
     assert all(0 <= row["recall@10"] <= 1 for row in rows) and rows[0]["recall@10"] == 1.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embedding.batching import padded_batch
+from rag.embedding.batching import ENGINE_WIDTH_MULTIPLE, padded_batch
 from rag.embedding.embedder import Embedder
 from rag.embedding.engine import load_graph
 from rag.embedding.materialize import SENTENCE_TRANSFORMERS_FILES
@@ -90,7 +90,7 @@ class OnnxEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         for begin in range(0, len(order), self.batch_size):
             rows = order[begin : begin + self.batch_size]
-            ids, mask = padded_batch([encodings[i].ids for i in rows], pad)
+            ids, mask = padded_batch([encodings[i].ids for i in rows], pad, ENGINE_WIDTH_MULTIPLE)
             (tokens,) = self._session.run({"inputs_embeds": self._table[ids].astype(np.float32),
                                            "attention_mask": mask})
             pooled = (tokens * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)

@@ -25,7 +25,7 @@ from rag.evaluation.qa import load_questions
 
 RUNTIMES = ("openvino", "onnxruntime", "torch")
 # What the figures depend on, printed with them.
-PACKAGES = ("openvino", "torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "faiss-cpu", "bm25s")
+PACKAGES = ("openvino", "onnxruntime", "torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "faiss-cpu", "bm25s")
 DECIDING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 

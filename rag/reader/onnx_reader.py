@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embedding.batching import padded_batch
+from rag.embedding.batching import ENGINE_WIDTH_MULTIPLE, padded_batch
 from rag.embedding.engine import load_graph
 from rag.embedding.onnx_export import READER
 from rag.reader.reader import Calibration, ExtractiveReader
@@ -46,7 +46,7 @@ class OnnxReader(ExtractiveReader):
         results = []
         for begin in range(0, len(windows), self.batch_size):
             batch = windows[begin : begin + self.batch_size]
-            ids, mask = padded_batch([w.input_ids for w in batch], pad)
+            ids, mask = padded_batch([w.input_ids for w in batch], pad, ENGINE_WIDTH_MULTIPLE)
             starts, ends = self._model.run({"inputs_embeds": self.word_embeddings[ids].astype(np.float32),
                                             "attention_mask": mask})
             for row, window in enumerate(batch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embedding.batching import padded_batch
+from rag.embedding.batching import ENGINE_WIDTH_MULTIPLE, padded_batch
 from rag.embedding.engine import load_graph
 from rag.embedding.onnx_export import VERIFIER
 from rag.verifier.verifier import Verifier
@@ -38,7 +38,7 @@ class OnnxVerifier(Verifier):
         pad = self._tokenizer.token_to_id("<pad>")
         scores = []
         for begin in range(0, len(inputs), self.batch_size):
-            ids, mask = padded_batch(inputs[begin:begin + self.batch_size], pad)
+            ids, mask = padded_batch(inputs[begin:begin + self.batch_size], pad, ENGINE_WIDTH_MULTIPLE)
             (logits,) = self._model.run({"inputs_embeds": self.word_embeddings[ids].astype(np.float32),
                                          "attention_mask": mask})
             scores.append(logits[:, 0])
