@@ -461,8 +461,11 @@ def run() -> None:
     status = execute(args)
     if getattr(args, "ends_at_once", False):
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:  # a reader that went away (`rag ask … | head -1`)
+                pass
         os._exit(status)
     sys.exit(status)
 

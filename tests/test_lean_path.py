@@ -176,3 +176,19 @@ def test_bf16_compiles_an_fp16_copy_made_once_and_replaced_with_the_export(pipel
         assert np.abs(logits - expected).max() < 0.5
     assert not again.exists()  # removed, made afresh next time
     assert OpenVinoGraph(export, "f32", cache_dir=cache) and not copies()  # f32 reads the export's own weights
+
+
+def test_processes_making_the_fp16_copy_at_once_keep_one(pipeline, tmp_path):
+    """Two chat servers starting together on a new export: each gets a copy that loads, one stays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.embedding.engine import with_fp16_weights
+
+    export = shutil.copy(pipeline.settings.export_cache_dir / READER, tmp_path / READER)
+    cache = tmp_path / "compiled"
+    cache.mkdir()
+    with ThreadPoolExecutor(3) as pool:
+        made = list(pool.map(lambda _: with_fp16_weights(export, cache), range(3)))
+    (kept,) = cache.glob("reader-*/model.xml")
+    assert made == [kept] * 3 and kept.with_suffix(".bin").is_file()
+    assert not list(cache.glob(".reader-*"))  # no staging folder left behind

@@ -160,7 +160,8 @@ def with_fp16_weights(onnx: Path, folder: Path) -> Path:
     try:
         openvino.save_model(openvino.Core().read_model(str(onnx)), str(staging / target.name), compress_to_fp16=True)
         for earlier in folder.glob(f"{onnx.stem}-*"):  # copies of earlier exports
-            shutil.rmtree(earlier, ignore_errors=True)
+            if earlier != target.parent:
+                shutil.rmtree(earlier, ignore_errors=True)
         staging.rename(target.parent)
     except (OSError, RuntimeError) as error:
         if target.is_file():  # another process made it meanwhile
