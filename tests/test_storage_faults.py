@@ -5,6 +5,7 @@ where a folder should be, and hostile files given to ``rag add``."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import shutil
 import subprocess
@@ -200,3 +201,23 @@ def test_a_full_disk_is_told_and_leaves_the_collection_as_it_was(work, library, 
         assert answer.returncode == 0 and "240" in answer.stdout, answer.stderr
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_a_read_only_model_cache_still_answers(pipeline, tmp_path):
+    """A model cache prepared once and mounted read-only (a shared image): the models load from
+    their exports, compiled at each start instead of cached, and the answer is the same."""
+    settings = pipeline.settings
+    pipeline.load_index()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for folder in (settings.embedder_cache_dir, settings.reader_cache_dir, settings.verifier_cache_dir,
+                   settings.export_cache_dir):
+        (cache / folder.name).symlink_to(folder)  # prepared; no compiled models yet
+    with read_only(cache):
+        result = rag("ask", "Qui a fondé Mistral ?", "--json", index_dir=settings.index_dir,
+                     env={"RAG_CACHE_DIR": str(cache)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["text"] == pipeline.run("Qui a fondé Mistral ?").text
+    if settings.engine == "openvino":
+        assert "Compiled models are not cached" in result.stderr
+    assert not (cache / "openvino").exists() and "Traceback" not in result.stderr
