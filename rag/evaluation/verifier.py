@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     if scores_file.exists():
         logits = json.loads(scores_file.read_text())
     else:
-        verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")))
+        verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")),
+                            sentences_before=recipe.get("sentences_before", 0))
         logits = {f"{name}/{e.id}": verifier.run(e.question, [(e.context, s, t) for s, t, _ in
                                                               candidates.get((name, e.id), [])])
                   for name, examples in held.items() for e in examples}

@@ -83,7 +83,8 @@ def load_candidates(path: Path) -> dict[tuple[str, str], list[tuple[int, int, fl
         return {(row["group"], row["id"]): [tuple(span) for span in row["spans"]] for row in map(json.loads, lines)}
 
 
-def training_inputs(examples: list[QAExample], candidates, spans_per_question: int) -> list[tuple[str, str, int]]:
+def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
+                    sentences_before: int = 0) -> list[tuple[str, str, int]]:
     """(question, marked context, label) for each example: the reader's best
     spans, labelled, and its first gold span when the reader did not find it."""
     inputs = []
@@ -92,13 +93,15 @@ def training_inputs(examples: list[QAExample], candidates, spans_per_question: i
         seen = set()
         for start, end, _ in spans:
             text = example.context[start:end]
-            inputs.append((example.question, marked_context(example.context, start, end), int(is_right(text, example))))
+            inputs.append((example.question, marked_context(example.context, start, end, sentences_before=sentences_before),
+                           int(is_right(text, example))))
             seen.add((start, end))
         if example.answerable:
             text, start = example.answers[0]
             end = start + len(text)
             if text and example.context[start:end] == text and (start, end) not in seen:
-                inputs.append((example.question, marked_context(example.context, start, end), 1))
+                inputs.append((example.question,
+                               marked_context(example.context, start, end, sentences_before=sentences_before), 1))
     return inputs
 
 
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of PIAF/XQuAD-en questions also asked of another paragraph of their article")
     parser.add_argument("--spans", type=int, default=2, help="reader spans per training question")
     parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
+    parser.add_argument("--sentences-before", type=int, default=0,
+                        help="sentences before the span's that the verifier reads (answering reads as many)")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only this many training questions, and of each held-out set (smoke runs)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out AUC readings")
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_tokenizer(settings.embedder_cache_dir)
     pad_id = tokenizer.token_to_id("<pad>")
 
-    rows = training_inputs(train, candidates, args.spans)
+    rows = training_inputs(train, candidates, args.spans, args.sentences_before)
     features = [(encode(tokenizer, question, [context])[0], label) for question, context, label in rows]
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
              sum(label for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
@@ -192,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         spans = candidates.get(("squad-en-v2", example.id), [])
         if spans:
             start, end, _ = spans[0]
-            curve.append((encode(tokenizer, example.question, [marked_context(example.context, start, end)])[0],
+            marked = marked_context(example.context, start, end, sentences_before=args.sentences_before)
+            curve.append((encode(tokenizer, example.question, [marked])[0],
                           int(is_right(example.context[start:end], example))))
 
     reader_folder = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir)

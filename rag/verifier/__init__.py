@@ -43,18 +43,24 @@ def builtin_refusal_bar() -> float:
     return float(_builtin_card()["min_confidence"])
 
 
+def builtin_sentences_before() -> int:
+    """How many sentences before the span's the built-in verifier was trained to read."""
+    return int(_builtin_card()["recipe"].get("sentences_before", 0))
+
+
 def make_onnx_verifier(settings: Settings, exports: Path, tokenizer, word_embeddings) -> Verifier:
     """The built-in verifier on the settings' ONNX engine, sharing the embedder's tokenizer and table."""
     from rag.verifier.onnx_verifier import OnnxVerifier
 
     return OnnxVerifier(exports, tokenizer, word_embeddings, settings.reader_threads or None, settings.engine,
-                        settings.precision, settings.compiled_cache_dir)
+                        settings.precision, settings.compiled_cache_dir, builtin_sentences_before())
 
 
 def make_verifier(settings: Settings, tokenizer=None) -> Verifier:
     """The built-in verifier through transformers (the torch path)."""
     path = builtin_verifier_path(settings.verifier_cache_dir, settings.embedder_cache_dir)
-    return Verifier(str(path), tokenizer=tokenizer, threads=settings.reader_threads or None)
+    return Verifier(str(path), tokenizer=tokenizer, threads=settings.reader_threads or None,
+                    sentences_before=builtin_sentences_before())
 
 
 def verified(spans: list[Span], logits: list[float], confidence: CombinedConfidence) -> list[Span]:

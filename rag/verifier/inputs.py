@@ -14,16 +14,19 @@ MAX_QUESTION_TOKENS = 64
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
 
 
-def marked_context(text: str, start: int, end: int, side_chars: int = SIDE_CHARS) -> str:
-    """The sentence holding ``text[start:end]``, with the span between the
-    markers; each side cut at ``side_chars`` (on a word boundary)."""
+def marked_context(text: str, start: int, end: int, side_chars: int = SIDE_CHARS, sentences_before: int = 0) -> str:
+    """The sentence holding ``text[start:end]`` (and the ``sentences_before``
+    before it, which may name what the span's sentence only refers to), with
+    the span between the markers; each side cut at ``side_chars`` a sentence
+    (on a word boundary)."""
     if not 0 <= start < end <= len(text):
         raise ValueError(f"span {start}-{end} is not inside a text of {len(text)} characters")
-    left = text[max(0, start - side_chars):start]
+    reach = side_chars * (1 + sentences_before)
+    left = text[max(0, start - reach):start]
     ends = list(_SENTENCE_END.finditer(left))
-    if ends:
-        left = left[ends[-1].end():]
-    elif start > side_chars:
+    if len(ends) > sentences_before:
+        left = left[ends[-1 - sentences_before].end():]
+    elif start > reach:
         left = left.split(" ", 1)[-1]
     right = text[end:end + side_chars]
     first = _SENTENCE_END.search(right)

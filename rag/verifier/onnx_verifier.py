@@ -19,8 +19,10 @@ class OnnxVerifier(Verifier):
     ``tokenizers.Tokenizer``) and ``word_embeddings`` come from the embedder."""
 
     def __init__(self, export_dir: Path, tokenizer, word_embeddings: np.ndarray, threads: int | None = None,
-                 engine: str = "onnxruntime", precision: str = "auto", compiled_cache: Path | None = None) -> None:
-        super().__init__(str(export_dir / VERIFIER), tokenizer=tokenizer, threads=threads, bf16=False)
+                 engine: str = "onnxruntime", precision: str = "auto", compiled_cache: Path | None = None,
+                 sentences_before: int = 0) -> None:
+        super().__init__(str(export_dir / VERIFIER), tokenizer=tokenizer, threads=threads, bf16=False,
+                         sentences_before=sentences_before)
         self.word_embeddings = word_embeddings
         self.engine = engine
         self.precision = precision

@@ -21,8 +21,9 @@ class Verifier:
     """Scores candidate spans through a transformers sequence classifier with one logit."""
 
     def __init__(self, model: str, tokenizer=None, batch_size: int = 8, threads: int | None = None,
-                 bf16: bool = True) -> None:
+                 bf16: bool = True, sentences_before: int = 0) -> None:
         self.model_name = model
+        self.sentences_before = sentences_before  # what the model was trained to read (its card's recipe)
         self.batch_size = batch_size
         self.threads = threads
         self.bf16 = bf16
@@ -77,7 +78,8 @@ class Verifier:
         if not candidates:
             return []
         self.warm_up()
-        contexts = [marked_context(text, start, end) for text, start, end in candidates]
+        contexts = [marked_context(text, start, end, sentences_before=self.sentences_before)
+                    for text, start, end in candidates]
         with tokenizer_lock(self._tokenizer):
             inputs = encode(self._tokenizer, question, contexts)
         return [float(x) for x in self.logits(inputs)]
