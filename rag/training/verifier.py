@@ -4,6 +4,7 @@ marked in its sentence (:mod:`rag.verifier.inputs`) and scores "this span
 answers the question".
 
     python -m rag.training.verifier --out runs/verifier     # again: resumes where it stopped
+    python -m rag.training.verifier --out runs/epoch2 --continue-from rag/models/verifier --lr 2e-5
 
 Each stage is kept in the run folder, so a stopped run resumes:
 ``candidates.jsonl`` (the reader's best spans on every training and held-out
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -123,6 +125,27 @@ def collate(batch, pad_id: int):
                                                                         dtype=torch.float32)
 
 
+def starting_point(args, settings, out: Path) -> tuple[Path, dict | None]:
+    """The model folder training starts from, and the card of the verifier it continues (None: the reader's encoder)."""
+    from rag.embedding.materialize import materialize_embedder
+    from rag.reader import builtin_reader_path
+    from rag.reader.assemble import assemble_model
+
+    if args.continue_from is None:
+        return builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir), None
+    earlier = json.loads((args.continue_from / "verifier.json").read_text())
+    if earlier.get("recipe", {}).get("sentences_before", 0) != args.sentences_before:
+        raise SystemExit(f"{args.continue_from} was trained with --sentences-before "
+                         f"{earlier.get('recipe', {}).get('sentences_before', 0)}: give the same")
+    embedder = materialize_embedder(settings.embedder_cache_dir)
+    return assemble_model(args.continue_from, embedder, out / "start"), earlier
+
+
+def earlier_epochs(earlier: dict | None) -> int:
+    """Epochs the continued verifier already saw: its data is shuffled as the epochs after them."""
+    return math.ceil(earlier["recipe"].get("epochs", 1.0)) if earlier else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("RAG_DATASETS", "../shared/datasets"))
@@ -140,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
     parser.add_argument("--sentences-before", type=int, default=0,
                         help="sentences before the span's that the verifier reads (answering reads as many)")
+    parser.add_argument("--continue-from", type=Path, metavar="FOLDER",
+                        help="start from this trained verifier (e.g. rag/models/verifier) for further epochs, "
+                             "its data in the order of the epochs after its own")
     parser.add_argument("--limit", type=int, default=0,
                         help="use only this many training questions, and of each held-out set (smoke runs)")
     parser.add_argument("--eval-every", type=int, default=200, help="steps between held-out AUC readings")
@@ -155,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from rag.embedding.engine import cpu_has_fast_bf16
     from rag.embedding.onnx_embedder import load_tokenizer
-    from rag.reader import builtin_exports, builtin_reader_path, make_onnx_reader
+    from rag.reader import builtin_exports, make_onnx_reader
     from rag.settings import Settings
 
     hf_logging.set_verbosity_error()
@@ -201,9 +227,8 @@ def main(argv: list[str] | None = None) -> None:
             curve.append((encode(tokenizer, example.question, [marked])[0],
                           int(is_right(example.context[start:end], example))))
 
-    reader_folder = builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(str(reader_folder), num_labels=1,
-                                                               dtype=torch.float32)
+    start, earlier = starting_point(args, settings, out)
+    model = AutoModelForSequenceClassification.from_pretrained(str(start), num_labels=1, dtype=torch.float32)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = len(features) // args.batch_size
@@ -234,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     running, stopped_early = [], False
     while step < total_steps and not stopped_early:
         epoch, skip = divmod(step, steps_per_epoch)
-        for index, batch in enumerate(batches(features, args.batch_size, epoch, args.seed)):
+        for index, batch in enumerate(batches(features, args.batch_size, epoch + earlier_epochs(earlier), args.seed)):
             if index < skip:
                 continue
             ids, mask, labels = collate(batch, pad_id)
@@ -267,16 +292,20 @@ def main(argv: list[str] | None = None) -> None:
         log.info("time limit reached at step %d of %d; run again to resume", step, total_steps)
         return
     card = {
-        "base": "the built-in reader's encoder (multilingual-e5-small fine-tuned for extractive QA)",
+        "base": (f"the verifier of {args.continue_from} ({earlier['steps']} steps), trained further" if earlier
+                 else "the built-in reader's encoder (multilingual-e5-small fine-tuned for extractive QA)"),
         "frozen": [FROZEN],
         "training_questions": len(train),
         "training_inputs": len(features),
         "right_inputs": sum(label for _, label in features),
-        "recipe": {k: v for k, v in vars(args).items() if k not in ("data_dir", "out", "threads", "max_minutes")},
+        "recipe": {k: v for k, v in vars(args).items()
+                   if k not in ("data_dir", "out", "threads", "max_minutes", "continue_from")},
         "steps": step,
         "bf16_autocast": cpu_has_fast_bf16(),
         "minutes": round((time.time() - began) / 60, 1),
     }
+    if earlier:
+        card["continued_from"] = {key: earlier[key] for key in ("base", "recipe", "steps", "minutes") if key in earlier}
     export_trained(model, out / "final", card, "BertForSequenceClassification", "verifier.json")
     log.info("exported to %s", out / "final")
 
