@@ -1,17 +1,20 @@
-"""Training the verifier further: a run continued from a trained verifier
-starts from its weights, sees its data in a new order, and reads its inputs
-as the verifier it continues was trained to read them."""
+"""Training the verifier: its wrong spans taken from other questions' answers,
+and a run continued from a trained verifier, which starts from its weights,
+sees its data in a new order, and reads its inputs as the verifier it
+continues was trained to read them."""
 from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 
+from rag.evaluation.squad import QAExample
 from rag.training.train import batches
-from rag.training.verifier import earlier_epochs, starting_point
+from rag.training.verifier import earlier_epochs, other_answers, starting_point, training_inputs
 from rag.verifier import BUILTIN_VERIFIER
 
 HEAD = "classifier.weight"
@@ -40,3 +43,30 @@ def test_a_continued_run_shuffles_as_the_next_epoch():
 def test_a_continued_run_must_read_what_its_verifier_read(settings, tmp_path):
     with pytest.raises(SystemExit, match="--sentences-before"):
         starting_point(arguments(sentences_before=1), settings, tmp_path)
+
+
+PARAGRAPH = ("Vendrix was founded in 1998 by Odile Marchetti in Lyon. "
+             "Its founder, Odile Marchetti, left the company in 2011.")
+
+
+def asked(question_id: str, question: str, answer: str, nth: int = 0) -> QAExample:
+    start = -1
+    for _ in range(nth + 1):
+        start = PARAGRAPH.index(answer, start + 1)
+    return QAExample(question_id, question, PARAGRAPH, [(answer, start)])
+
+
+def test_another_questions_answer_becomes_a_wrong_span_of_this_one():
+    who = asked("who", "Who founded Vendrix?", "Odile Marchetti")
+    examples = [who, asked("when", "When was Vendrix founded?", "1998"),
+                asked("where", "Where was Vendrix founded?", "Lyon"),
+                asked("who-again", "Who left Vendrix in 2011?", "Odile Marchetti", nth=1),
+                QAExample("who-swap", "Who founded Orbix?", PARAGRAPH, [])]
+    chosen = other_answers(examples, 1.0, random.Random(0))
+    assert set(chosen) == {"who", "when", "where", "who-again"}  # never for a question with no answer
+    start, end = chosen["who"]
+    assert PARAGRAPH[start:end] in {"1998", "Lyon"}  # not the same name at its other place
+    rows = training_inputs(examples, {}, 2, other_answer_spans=chosen)
+    question, marked, label = rows[0]
+    assert question == "Who founded Vendrix?" and f"[[ {PARAGRAPH[start:end]} ]]" in marked and label == 0
+    assert other_answers(examples, 0.0, random.Random(0)) == {}

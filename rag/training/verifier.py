@@ -18,7 +18,8 @@ Labels: a span is right when its F1 against a gold answer reaches 0.5; every
 span of an unanswerable question is wrong. Positives are the gold spans and
 the reader's right spans; negatives are the reader's spans on unanswerable
 questions (SQuAD v2.0's adversarial ones, swapped-value, same-article and
-other-article copies) and its wrong spans on answerable ones. The held-out
+other-article copies), its wrong spans on answerable ones and, with
+``--other-answers``, another question's answer on the same paragraph. The held-out
 articles of the reader's mix (:mod:`rag.training.data`) stay out.
 """
 from __future__ import annotations
@@ -85,12 +86,44 @@ def load_candidates(path: Path) -> dict[tuple[str, str], list[tuple[int, int, fl
         return {(row["group"], row["id"]): [tuple(span) for span in row["spans"]] for row in map(json.loads, lines)}
 
 
-def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
-                    sentences_before: int = 0) -> list[tuple[str, str, int]]:
-    """(question, marked context, label) for each example: the reader's best
-    spans, labelled, and its first gold span when the reader did not find it."""
-    inputs = []
+def other_answers(examples: list[QAExample], share: float, rng: random.Random) -> dict[str, tuple[int, int]]:
+    """For a ``share`` of the answerable questions, the gold span of another
+    question on the same paragraph that does not answer this one (apart from
+    its spans, F1 under 0.5 against each of its answers): an on-topic wrong
+    span, often of another kind ("who" answered by a product's name), which
+    the reader's own spans rarely show the verifier."""
+    by_context: dict[str, list[QAExample]] = {}
     for example in examples:
+        if example.answerable:
+            by_context.setdefault(example.context, []).append(example)
+    chosen = {}
+    for example in examples:
+        if not example.answerable or rng.random() >= share:
+            continue
+        own = [(start, start + len(text)) for text, start in example.answers]
+        spans = sorted({(start, start + len(text)) for other in by_context[example.context] if other.id != example.id
+                        for text, start in other.answers[:1]
+                        if text and example.context[start:start + len(text)] == text})
+        spans = [(start, end) for start, end in spans
+                 if all(end <= a or start >= b for a, b in own) and not is_right(example.context[start:end], example)]
+        if spans:
+            chosen[example.id] = rng.choice(spans)
+    return chosen
+
+
+def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
+                    sentences_before: int = 0, other_answer_spans: dict[str, tuple[int, int]] | None = None,
+                    ) -> list[tuple[str, str, int]]:
+    """(question, marked context, label) for each example: the reader's best
+    spans, labelled, its first gold span when the reader did not find it, and
+    another question's answer (``other_answer_spans``, by id) as a wrong span."""
+    inputs = []
+    other_answer_spans = other_answer_spans or {}
+    for example in examples:
+        if example.id in other_answer_spans:
+            start, end = other_answer_spans[example.id]
+            inputs.append((example.question, marked_context(example.context, start, end,
+                                                            sentences_before=sentences_before), 0))
         spans = candidates.get(("train", example.id), [])[:spans_per_question]
         seen = set()
         for start, end, _ in spans:
@@ -160,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--same-article-negatives", type=float, default=0.3, metavar="SHARE",
                         help="share of PIAF/XQuAD-en questions also asked of another paragraph of their article")
     parser.add_argument("--spans", type=int, default=2, help="reader spans per training question")
+    parser.add_argument("--other-answers", type=float, default=0.0, metavar="SHARE",
+                        help="share of answerable questions also shown another question's answer on their "
+                             "paragraph, as a wrong span")
     parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
     parser.add_argument("--sentences-before", type=int, default=0,
                         help="sentences before the span's that the verifier reads (answering reads as many)")
@@ -212,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_tokenizer(settings.embedder_cache_dir)
     pad_id = tokenizer.token_to_id("<pad>")
 
-    rows = training_inputs(train, candidates, args.spans, args.sentences_before)
+    other_spans = other_answers(train, args.other_answers, random.Random(args.seed + 5))
+    rows = training_inputs(train, candidates, args.spans, args.sentences_before, other_spans)
     features = [(encode(tokenizer, question, [context])[0], label) for question, context, label in rows]
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
              sum(label for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
