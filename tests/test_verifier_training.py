@@ -9,7 +9,6 @@ import json
 import random
 from pathlib import Path
 
-import pytest
 from safetensors import safe_open
 
 from rag.evaluation.squad import QAExample
@@ -40,9 +39,16 @@ def test_a_continued_run_shuffles_as_the_next_epoch():
     assert next(batches(features, 8, 0 + offset, 13)) != next(batches(features, 8, 0, 13))
 
 
-def test_a_continued_run_must_read_what_its_verifier_read(settings, tmp_path):
-    with pytest.raises(SystemExit, match="--sentences-before"):
+def test_a_continued_run_counts_every_epoch_before_it():
+    first = {"recipe": {"epochs": 1.0}}
+    second = {"recipe": {"epochs": 0.75}, "continued_from": first}
+    assert earlier_epochs(second) == 2 and earlier_epochs({"recipe": {}, "continued_from": second}) == 3
+
+
+def test_a_continued_run_that_reads_more_context_says_so(settings, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="rag.train.verifier"):
         starting_point(arguments(sentences_before=1), settings, tmp_path)
+    assert "read 0 sentence(s) before the span's; this run teaches it to read 1" in caplog.text
 
 
 PARAGRAPH = ("Vendrix was founded in 1998 by Odile Marchetti in Lyon. "

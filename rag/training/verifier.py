@@ -167,16 +167,19 @@ def starting_point(args, settings, out: Path) -> tuple[Path, dict | None]:
     if args.continue_from is None:
         return builtin_reader_path(settings.reader_cache_dir, settings.embedder_cache_dir), None
     earlier = json.loads((args.continue_from / "verifier.json").read_text())
-    if earlier.get("recipe", {}).get("sentences_before", 0) != args.sentences_before:
-        raise SystemExit(f"{args.continue_from} was trained with --sentences-before "
-                         f"{earlier.get('recipe', {}).get('sentences_before', 0)}: give the same")
+    read = earlier.get("recipe", {}).get("sentences_before", 0)
+    if read != args.sentences_before:
+        log.warning("%s read %d sentence(s) before the span's; this run teaches it to read %d", args.continue_from,
+                    read, args.sentences_before)
     embedder = materialize_embedder(settings.embedder_cache_dir)
     return assemble_model(args.continue_from, embedder, out / "start"), earlier
 
 
 def earlier_epochs(earlier: dict | None) -> int:
-    """Epochs the continued verifier already saw: its data is shuffled as the epochs after them."""
-    return math.ceil(earlier["recipe"].get("epochs", 1.0)) if earlier else 0
+    """Epochs the continued verifier (and those it continued) already saw: its data is shuffled as the epochs after them."""
+    if not earlier:
+        return 0
+    return math.ceil(earlier["recipe"].get("epochs", 1.0)) + earlier_epochs(earlier.get("continued_from"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -342,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         "minutes": round((time.time() - began) / 60, 1),
     }
     if earlier:
-        card["continued_from"] = {key: earlier[key] for key in ("base", "recipe", "steps", "minutes") if key in earlier}
+        card["continued_from"] = {key: earlier[key] for key in ("base", "recipe", "steps", "minutes", "continued_from")
+                                  if key in earlier}
     export_trained(model, out / "final", card, "BertForSequenceClassification", "verifier.json")
     log.info("exported to %s", out / "final")
 
