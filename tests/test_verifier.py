@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 
 from rag import Pipeline, Settings
 from rag.evaluation.qa import load_questions
-from rag.verifier import (BUILTIN_VERIFIER, builtin_confidence, builtin_refusal_bar, make_onnx_verifier,
-                          make_verifier)
+from rag.verifier import (BUILTIN_VERIFIER, builtin_confidence, builtin_refusal_bar, builtin_verified_spans,
+                          make_onnx_verifier, make_verifier)
 from rag.verifier.onnx_verifier import OnnxVerifier
 
 
 @pytest.fixture(scope="module")
 def verifying(pipeline) -> Pipeline:
-    """The default pipeline's models and index, its answers read again by the verifier."""
-    other = Pipeline(replace(pipeline.settings, verified_spans=1), pipeline.documents)
+    """The default pipeline's models and index, its answers read again by the verifier (the held-out number of spans)."""
+    other = Pipeline(replace(pipeline.settings, verified_spans=builtin_verified_spans()), pipeline.documents)
     other.warm_up()
     return other
 

@@ -34,7 +34,7 @@ def test_a_continued_run_starts_from_the_verifiers_weights(settings, tmp_path):
 def test_a_continued_run_shuffles_as_the_next_epoch():
     card = json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())
     offset = earlier_epochs(card)
-    assert offset == 1 and earlier_epochs(None) == 0
+    assert offset >= 1 and earlier_epochs(None) == 0  # the built-in verifier was trained at least one epoch
     features = list(range(64))
     assert next(batches(features, 8, 0 + offset, 13)) != next(batches(features, 8, 0, 13))
 

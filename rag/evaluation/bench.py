@@ -22,6 +22,7 @@ import numpy as np
 
 from rag.answer import Pipeline
 from rag.evaluation.qa import load_questions
+from rag.verifier import builtin_verified_spans
 
 RUNTIMES = ("openvino", "onnxruntime", "torch")
 # What the figures depend on, printed with them.
@@ -94,6 +95,7 @@ import json, sys, time
 from rag import Pipeline, Settings
 from rag.documents import load_document
 from rag.evaluation.qa import load_questions
+from rag.verifier import builtin_verified_spans
 job = json.loads(sys.argv[1])
 documents = [load_document(path) for path in job["documents"]] or None
 pipeline = Pipeline(Settings.from_env(**job["settings"]), documents)
@@ -141,7 +143,7 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
     # the default engine once more with the verifier reading the reader's best spans again
     default = replace(pipeline.settings, runtime="auto").engine
     paths = {runtime: {"runtime": runtime, "verified_spans": 0} for runtime in RUNTIMES}
-    paths[f"{default} + verifier"] = {"runtime": default, "verified_spans": pipeline.settings.verified_spans or 1}
+    paths[f"{default} + verifier"] = {"runtime": default, "verified_spans": pipeline.settings.verified_spans or builtin_verified_spans()}
     latencies: dict[str, list[float]] = {path: [] for path in paths}
     for _ in range(2):
         for path, chosen in paths.items():

@@ -43,6 +43,12 @@ def builtin_refusal_bar() -> float:
     return float(_builtin_card()["min_confidence"])
 
 
+def builtin_verified_spans() -> int:
+    """How many of the reader's best spans the held-out evaluation chose to read again:
+    the combination and the bar were fitted for that number."""
+    return int(_builtin_card()["verified_spans"])
+
+
 def builtin_sentences_before() -> int:
     """How many sentences before the span's the built-in verifier was trained to read."""
     return int(_builtin_card()["recipe"].get("sentences_before", 0))
@@ -72,5 +78,5 @@ def verified(spans: list[Span], logits: list[float], confidence: CombinedConfide
     return sorted(rescored, key=lambda span: span.confidence, reverse=True)
 
 
-__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_refusal_bar", "builtin_verifier_path",
-           "make_onnx_verifier", "make_verifier", "verified"]
+__all__ = ["CombinedConfidence", "Verifier", "builtin_confidence", "builtin_refusal_bar", "builtin_verified_spans",
+           "builtin_verifier_path", "make_onnx_verifier", "make_verifier", "verified"]
