@@ -89,8 +89,8 @@ def test_an_absent_revenue_is_refused(verifying):
     assert not verifying.run("Quel est le chiffre d'affaires annuel de Mistral ?").answered
 
 
-@pytest.mark.xfail(strict=True, reason="the verifier reads only the span's sentence, which here names no company "
-                   "('La société a été lancée par …'): French right answers are refused (README, 'Refusing')")
+@pytest.mark.xfail(strict=True, reason="of the reader's three best spans the verifier prefers one founder "
+                   "('le directeur de la technologie Timothée Lacroix') to the list (README, 'Refusing')")
 def test_the_readme_question_in_french_is_answered(verifying):
     answer = verifying.run("Qui a fondé Mistral ?")
     assert "Arthur Mensch" in answer.text and answer.score >= verifying.min_confidence

@@ -14,13 +14,14 @@ from safetensors import safe_open
 from rag.evaluation.squad import QAExample
 from rag.training.train import batches
 from rag.training.verifier import earlier_epochs, other_answers, starting_point, training_inputs
-from rag.verifier import BUILTIN_VERIFIER
+from rag.verifier import BUILTIN_VERIFIER, builtin_sentences_before
 
 HEAD = "classifier.weight"
 
 
 def arguments(**changes) -> argparse.Namespace:
-    return argparse.Namespace(**{"continue_from": Path(str(BUILTIN_VERIFIER)), "sentences_before": 0, **changes})
+    return argparse.Namespace(**{"continue_from": Path(str(BUILTIN_VERIFIER)),
+                                 "sentences_before": builtin_sentences_before(), **changes})
 
 
 def test_a_continued_run_starts_from_the_verifiers_weights(settings, tmp_path):
@@ -46,9 +47,10 @@ def test_a_continued_run_counts_every_epoch_before_it():
 
 
 def test_a_continued_run_that_reads_more_context_says_so(settings, tmp_path, caplog):
+    read = builtin_sentences_before()
     with caplog.at_level("WARNING", logger="rag.train.verifier"):
-        starting_point(arguments(sentences_before=1), settings, tmp_path)
-    assert "read 0 sentence(s) before the span's; this run teaches it to read 1" in caplog.text
+        starting_point(arguments(sentences_before=read + 1), settings, tmp_path)
+    assert f"read {read} sentence(s) before the span's; this run teaches it to read {read + 1}" in caplog.text
 
 
 PARAGRAPH = ("Vendrix was founded in 1998 by Odile Marchetti in Lyon. "
