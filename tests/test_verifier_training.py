@@ -78,3 +78,14 @@ def test_another_questions_answer_becomes_a_wrong_span_of_this_one():
     question, marked, label = rows[0]
     assert question == "Who founded Vendrix?" and f"[[ {PARAGRAPH[start:end]} ]]" in marked and label == 0
     assert other_answers(examples, 0.0, random.Random(0)) == {}
+
+
+def test_soft_labels_score_part_of_an_answer_below_the_whole():
+    founders = QAExample("founders", "Who founded Vendrix?", PARAGRAPH, [("1998 by Odile Marchetti", 23)])
+    assert PARAGRAPH[23:46] == "1998 by Odile Marchetti"
+    whole, part = (23, 46, 0.9), (31, 46, 0.8)  # the reader's spans: the whole answer, then "Odile Marchetti"
+    candidates = {("train", "founders"): [whole, part]}
+    hard = [label for _, _, label in training_inputs([founders], candidates, 2)]
+    soft = [label for _, _, label in training_inputs([founders], candidates, 2, soft_labels=True)]
+    assert hard == [1.0, 1.0]  # F1 0.8: both "right" at the 0.5 bar
+    assert soft[0] == 1.0 and 0.5 <= soft[1] < 1.0

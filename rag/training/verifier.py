@@ -14,8 +14,9 @@ training goes), and ``final/``, the exported verifier. Then
 ``python -m rag.evaluation.verifier runs/verifier/final`` scores it on the
 held-out sets and fits the answer's confidence.
 
-Labels: a span is right when its F1 against a gold answer reaches 0.5; every
-span of an unanswerable question is wrong. Positives are the gold spans and
+Labels: a span is right when its F1 against a gold answer reaches 0.5 (with
+``--soft-labels``, a reader's span is labelled with that F1); every span of an
+unanswerable question is wrong. Positives are the gold spans and
 the reader's right spans; negatives are the reader's spans on unanswerable
 questions (SQuAD v2.0's adversarial ones, swapped-value, same-article and
 other-article copies), its wrong spans on answerable ones and, with
@@ -49,9 +50,14 @@ HELD_OUT_SETS = ("squad-en-v2", "piaf", "piaf-swap-negatives", "piaf-same-articl
                  "xquad-en", "xquad-en-same-article-negatives", "xquad-en-negatives")
 
 
+def span_f1(text: str, example: QAExample) -> float:
+    """The span's best F1 against the question's gold answers (0 when it has none)."""
+    return max(f1_score(text, t) for t, _ in example.answers) if example.answerable else 0.0
+
+
 def is_right(text: str, example: QAExample) -> bool:
     """The label: the span's F1 against a gold answer is at least 0.5."""
-    return example.answerable and max(f1_score(text, t) for t, _ in example.answers) >= 0.5
+    return span_f1(text, example) >= 0.5
 
 
 def held_out_sets(evaluation: dict[str, list[QAExample]], seed: int) -> dict[str, list[QAExample]]:
@@ -113,10 +119,12 @@ def other_answers(examples: list[QAExample], share: float, rng: random.Random) -
 
 def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
                     sentences_before: int = 0, other_answer_spans: dict[str, tuple[int, int]] | None = None,
-                    ) -> list[tuple[str, str, int]]:
+                    soft_labels: bool = False) -> list[tuple[str, str, float]]:
     """(question, marked context, label) for each example: the reader's best
     spans, labelled, its first gold span when the reader did not find it, and
-    another question's answer (``other_answer_spans``, by id) as a wrong span."""
+    another question's answer (``other_answer_spans``, by id) as a wrong span.
+    With ``soft_labels`` a reader's span is labelled with its F1, so part of
+    an answer ("one founder of three") scores below the whole of it."""
     inputs = []
     other_answer_spans = other_answer_spans or {}
     for example in examples:
@@ -128,8 +136,9 @@ def training_inputs(examples: list[QAExample], candidates, spans_per_question: i
         seen = set()
         for start, end, _ in spans:
             text = example.context[start:end]
+            label = span_f1(text, example) if soft_labels else float(is_right(text, example))
             inputs.append((example.question, marked_context(example.context, start, end, sentences_before=sentences_before),
-                           int(is_right(text, example))))
+                           label))
             seen.add((start, end))
         if example.answerable:
             text, start = example.answers[0]
@@ -199,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--other-answers", type=float, default=0.0, metavar="SHARE",
                         help="share of answerable questions also shown another question's answer on their "
                              "paragraph, as a wrong span")
+    parser.add_argument("--soft-labels", action="store_true",
+                        help="label each reader span with its F1 against the gold answer instead of F1 >= 0.5")
     parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
     parser.add_argument("--sentences-before", type=int, default=0,
                         help="sentences before the span's that the verifier reads (answering reads as many)")
@@ -252,10 +263,10 @@ def main(argv: list[str] | None = None) -> None:
     pad_id = tokenizer.token_to_id("<pad>")
 
     other_spans = other_answers(train, args.other_answers, random.Random(args.seed + 5))
-    rows = training_inputs(train, candidates, args.spans, args.sentences_before, other_spans)
+    rows = training_inputs(train, candidates, args.spans, args.sentences_before, other_spans, args.soft_labels)
     features = [(encode(tokenizer, question, [context])[0], label) for question, context, label in rows]
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
-             sum(label for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
+             sum(label >= 0.5 for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
 
     # The learning curve's yardstick: the reader's best span on 400 held-out SQuAD v2.0 questions.
     curve = []
@@ -337,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         "frozen": [FROZEN],
         "training_questions": len(train),
         "training_inputs": len(features),
-        "right_inputs": sum(label for _, label in features),
+        "right_inputs": sum(label >= 0.5 for _, label in features),
         "recipe": {k: v for k, v in vars(args).items()
                    if k not in ("data_dir", "out", "threads", "max_minutes", "continue_from")},
         "steps": step,
