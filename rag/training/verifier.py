@@ -55,9 +55,12 @@ def span_f1(text: str, example: QAExample) -> float:
     return max(f1_score(text, t) for t, _ in example.answers) if example.answerable else 0.0
 
 
+RIGHT_F1 = 0.5  # the F1 from which a span counts as right (SQuAD's usual bar for a partial answer)
+
+
 def is_right(text: str, example: QAExample) -> bool:
-    """The label: the span's F1 against a gold answer is at least 0.5."""
-    return span_f1(text, example) >= 0.5
+    """The label: the span's F1 against a gold answer is at least RIGHT_F1."""
+    return span_f1(text, example) >= RIGHT_F1
 
 
 def held_out_sets(evaluation: dict[str, list[QAExample]], seed: int) -> dict[str, list[QAExample]]:
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of answerable questions also shown another question's answer on their "
                              "paragraph, as a wrong span")
     parser.add_argument("--soft-labels", action="store_true",
-                        help="label each reader span with its F1 against the gold answer instead of F1 >= 0.5")
+                        help=f"label each reader span with its F1 against the gold answer instead of F1 >= {RIGHT_F1}")
     parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
     parser.add_argument("--sentences-before", type=int, default=0,
                         help="sentences before the span's that the verifier reads (answering reads as many)")
@@ -265,8 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     other_spans = other_answers(train, args.other_answers, random.Random(args.seed + 5))
     rows = training_inputs(train, candidates, args.spans, args.sentences_before, other_spans, args.soft_labels)
     features = [(encode(tokenizer, question, [context])[0], label) for question, context, label in rows]
+    right_inputs = sum(label >= RIGHT_F1 for _, label in features)
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
-             sum(label >= 0.5 for _, label in features), np.mean([len(ids) for ids, _ in features]), time.time() - began)
+             right_inputs, np.mean([len(ids) for ids, _ in features]), time.time() - began)
 
     # The learning curve's yardstick: the reader's best span on 400 held-out SQuAD v2.0 questions.
     curve = []
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         "frozen": [FROZEN],
         "training_questions": len(train),
         "training_inputs": len(features),
-        "right_inputs": sum(label >= 0.5 for _, label in features),
+        "right_inputs": right_inputs,
         "recipe": {k: v for k, v in vars(args).items()
                    if k not in ("data_dir", "out", "threads", "max_minutes", "continue_from")},
         "steps": step,
