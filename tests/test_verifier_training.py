@@ -9,12 +9,14 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors import safe_open
 
 from rag.evaluation.squad import QAExample
 from rag.training.train import batches
-from rag.training.verifier import earlier_epochs, other_answers, starting_point, training_inputs
+from rag.training.verifier import (distilled_labels, earlier_epochs, keep_first_layers, other_answers, starting_point,
+                                   training_inputs)
 from rag.verifier import BUILTIN_VERIFIER, builtin_sentences_before
 
 HEAD = "classifier.weight"
@@ -90,3 +92,26 @@ def test_soft_labels_score_part_of_an_answer_below_the_whole():
     soft = [label for _, _, label in training_inputs([founders], candidates, 2, soft_labels=True)]
     assert hard == [1.0, 1.0]  # "Odile Marchetti" has F1 2/3: both "right" at the 0.5 bar
     assert soft[0] == 1.0 and soft[1] == pytest.approx(2 / 3)
+
+
+def test_a_shallower_verifier_keeps_the_first_layers_and_says_so_in_its_config():
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4,
+                                                     num_attention_heads=2, intermediate_size=32, num_labels=1))
+    second = model.bert.encoder.layer[1].attention.self.query.weight.clone()
+    keep_first_layers(model, 2)
+    assert len(model.bert.encoder.layer) == 2 and model.config.num_hidden_layers == 2
+    assert model.bert.encoder.layer[1].attention.self.query.weight.equal(second)
+    assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 1)
+    keep_first_layers(model, 0)  # 0 keeps them all
+    assert len(model.bert.encoder.layer) == 2
+
+
+def test_distilled_labels_move_each_label_towards_the_teachers_reading():
+    labels = distilled_labels([1.0, 0.0, 0.0], np.array([0.0, 0.0, 4.0]), 0.5)
+    assert labels[0] == pytest.approx(0.75) and labels[1] == pytest.approx(0.25)
+    assert labels[2] > labels[1]  # a wrong span the teacher found plausible is punished less
+    assert distilled_labels([1.0, 0.0], np.array([-9.0, 9.0]), 0.0) == [1.0, 0.0]

@@ -194,6 +194,53 @@ def earlier_epochs(earlier: dict | None) -> int:
     return math.ceil(earlier["recipe"].get("epochs", 1.0)) + earlier_epochs(earlier.get("continued_from"))
 
 
+def keep_first_layers(model, layers: int) -> None:
+    """Keep the encoder's first ``layers`` layers (0: all): a shallower verifier
+    costs proportionally less to run, and the lower layers of a trained one
+    are a better start for it than the reader's."""
+    if layers and layers < model.config.num_hidden_layers:
+        model.bert.encoder.layer = model.bert.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
+
+
+def distilled_labels(labels: list[float], teacher_logits: np.ndarray, weight: float) -> list[float]:
+    """Each label mixed with a teacher verifier's probability: binary cross-entropy
+    against the mix is ``1 - weight`` of the loss on the label and ``weight`` of
+    the loss on the teacher's reading, which ranks the wrong spans as the label cannot."""
+    teacher = 1 / (1 + np.exp(-teacher_logits.astype(np.float64)))
+    return [float((1 - weight) * label + weight * p) for label, p in zip(labels, teacher)]
+
+
+def teacher_logits(folder: Path, features: list[tuple[list[int], float]], pad_id: int, settings, out: Path) -> np.ndarray:
+    """The logits of the verifier in ``folder`` on every training input, cached in the run folder."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from rag.embedding.engine import cpu_has_fast_bf16
+    from rag.embedding.materialize import materialize_embedder, sha256_file
+    from rag.reader.assemble import assemble_model
+
+    cache = out / f"teacher-logits-{sha256_file(folder / 'model.safetensors')[:12]}.npy"
+    if cache.exists():
+        logits = np.load(cache)
+        if len(logits) == len(features):
+            return logits
+    path = assemble_model(folder, materialize_embedder(settings.embedder_cache_dir), out / "teacher")
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32).eval()
+    order = sorted(range(len(features)), key=lambda i: len(features[i][0]))  # little padding
+    logits = np.zeros(len(features), dtype=np.float32)
+    began = time.time()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16()):
+        for begin in range(0, len(order), 64):
+            chosen = order[begin:begin + 64]
+            ids, mask, _ = collate([features[i] for i in chosen], pad_id)
+            logits[chosen] = teacher(input_ids=ids, attention_mask=mask).logits[:, 0].float().numpy()
+            if begin % 6400 == 0:
+                log.info("teacher: %d of %d inputs read (%.0f s)", begin, len(order), time.time() - began)
+    np.save(cache, logits)
+    return logits
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("RAG_DATASETS", "../shared/datasets"))
@@ -213,6 +260,12 @@ def main(argv: list[str] | None = None) -> None:
                              "paragraph, as a wrong span")
     parser.add_argument("--soft-labels", action="store_true",
                         help=f"label each reader span with its F1 against the gold answer instead of F1 >= {RIGHT_F1}")
+    parser.add_argument("--layers", type=int, default=0,
+                        help="keep only the starting model's first LAYERS encoder layers (0: all), for speed")
+    parser.add_argument("--distil-from", type=Path, metavar="FOLDER",
+                        help="a trained verifier whose reading of each input is mixed into its label")
+    parser.add_argument("--distil-weight", type=float, default=0.5,
+                        help="the teacher's share of each label with --distil-from")
     parser.add_argument("--held-out-spans", type=int, default=5, help="reader spans kept per held-out question")
     parser.add_argument("--sentences-before", type=int, default=0,
                         help="sentences before the span's that the verifier reads (answering reads as many)")
@@ -272,6 +325,11 @@ def main(argv: list[str] | None = None) -> None:
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
              right_inputs, np.mean([len(ids) for ids, _ in features]), time.time() - began)
 
+    if args.distil_from:
+        mixed = distilled_labels([label for _, label in features],
+                                 teacher_logits(args.distil_from, features, pad_id, settings, out), args.distil_weight)
+        features = [(ids, label) for (ids, _), label in zip(features, mixed)]
+
     # The learning curve's yardstick: the reader's best span on 400 held-out SQuAD v2.0 questions.
     curve = []
     for example in held["squad-en-v2"][:400]:
@@ -284,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
 
     start, earlier = starting_point(args, settings, out)
     model = AutoModelForSequenceClassification.from_pretrained(str(start), num_labels=1, dtype=torch.float32)
+    keep_first_layers(model, args.layers)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = len(features) // args.batch_size
@@ -354,11 +413,13 @@ def main(argv: list[str] | None = None) -> None:
         "training_inputs": len(features),
         "right_inputs": right_inputs,
         "recipe": {k: v for k, v in vars(args).items()
-                   if k not in ("data_dir", "out", "threads", "max_minutes", "continue_from")},
+                   if k not in ("data_dir", "out", "threads", "max_minutes", "continue_from", "distil_from")},
         "steps": step,
         "bf16_autocast": cpu_has_fast_bf16(),
         "minutes": round((time.time() - began) / 60, 1),
     }
+    if args.distil_from:
+        card["distilled_from"] = str(args.distil_from)
     if earlier:
         card["continued_from"] = {key: earlier[key] for key in ("base", "recipe", "steps", "minutes", "continued_from")
                                   if key in earlier}
