@@ -211,12 +211,32 @@ def distilled_labels(labels: list[float], teacher_logits: np.ndarray, weight: fl
     return [float((1 - weight) * label + weight * p) for label, p in zip(labels, teacher)]
 
 
+def model_logits(model, features: list[tuple[list[int], float]], pad_id: int, name: str = "") -> np.ndarray:
+    """The model's logit on each input, in the inputs' order: read in batches of
+    similar length (little padding), in bf16 where the CPU multiplies it natively;
+    with a ``name``, progress is logged (a teacher reads every training input)."""
+    import torch
+
+    from rag.embedding.engine import cpu_has_fast_bf16
+
+    order = sorted(range(len(features)), key=lambda i: len(features[i][0]))
+    logits = np.zeros(len(features), dtype=np.float32)
+    began = time.time()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16()):
+        for begin in range(0, len(order), 64):
+            chosen = order[begin:begin + 64]
+            ids, mask, _ = collate([features[i] for i in chosen], pad_id)
+            logits[chosen] = model(input_ids=ids, attention_mask=mask).logits[:, 0].float().numpy()
+            if name and begin % 6400 == 0:
+                log.info("%s: %d of %d inputs read (%.0f s)", name, begin, len(order), time.time() - began)
+    return logits
+
+
 def teacher_logits(folder: Path, features: list[tuple[list[int], float]], pad_id: int, settings, out: Path) -> np.ndarray:
     """The logits of the verifier in ``folder`` on every training input, cached in the run folder."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from rag.embedding.engine import cpu_has_fast_bf16
     from rag.embedding.materialize import materialize_embedder, sha256_file
     from rag.reader.assemble import assemble_model
 
@@ -227,16 +247,7 @@ def teacher_logits(folder: Path, features: list[tuple[list[int], float]], pad_id
             return logits
     path = assemble_model(folder, materialize_embedder(settings.embedder_cache_dir), out / "teacher")
     teacher = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32).eval()
-    order = sorted(range(len(features)), key=lambda i: len(features[i][0]))  # little padding
-    logits = np.zeros(len(features), dtype=np.float32)
-    began = time.time()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16()):
-        for begin in range(0, len(order), 64):
-            chosen = order[begin:begin + 64]
-            ids, mask, _ = collate([features[i] for i in chosen], pad_id)
-            logits[chosen] = teacher(input_ids=ids, attention_mask=mask).logits[:, 0].float().numpy()
-            if begin % 6400 == 0:
-                log.info("teacher: %d of %d inputs read (%.0f s)", begin, len(order), time.time() - began)
+    logits = model_logits(teacher, features, pad_id, "teacher")
     np.save(cache, logits)
     return logits
 
@@ -357,13 +368,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def held_out_auc() -> float:
         model.eval()
-        scores = []
-        with torch.inference_mode(), autocast:
-            for begin in range(0, len(curve), 64):
-                ids, mask, _ = collate(curve[begin: begin + 64], pad_id)
-                scores += model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
+        scores = model_logits(model, curve, pad_id)
         model.train()
-        return auc(np.array(scores), np.array([label for _, label in curve]))
+        return auc(scores, np.array([label for _, label in curve]))
 
     loss_function = torch.nn.BCEWithLogitsLoss()
     log_file = open(out / "train-log.jsonl", "a")
