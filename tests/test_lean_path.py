@@ -18,7 +18,7 @@ from test_embedding import TEXTS
 from rag import Settings
 from rag.embedding.engine import cpu_flags, inference_precision
 from rag.embedding.onnx_embedder import OnnxEmbedder
-from rag.embedding.onnx_export import MANIFEST, READER, export_identity, exports_verified
+from rag.embedding.onnx_export import MANIFEST, READER, VERIFIER, export_identity, exports_verified
 from rag.evaluation.qa import load_questions
 from rag.reader import make_onnx_reader
 from rag.reader.onnx_reader import OnnxReader
@@ -176,6 +176,25 @@ def test_bf16_compiles_an_fp16_copy_made_once_and_replaced_with_the_export(pipel
         assert np.abs(logits - expected).max() < 0.5
     assert not again.exists()  # removed, made afresh next time
     assert OpenVinoGraph(export, "f32", cache_dir=cache) and not copies()  # f32 reads the export's own weights
+
+
+def test_int8_weights_make_a_copy_of_their_own_that_scores_as_the_export(pipeline, tmp_path):
+    """The verifier's int8 copy: beside the fp16 one (neither removes the other), about half its
+    weights' size, no int8 graph left behind, and logits close to those of its fp16 weights."""
+    from rag.embedding.engine import INT8_COPY, OpenVinoGraph
+
+    export = shutil.copy(pipeline.settings.export_cache_dir / VERIFIER, tmp_path / VERIFIER)
+    cache = tmp_path / "compiled"
+    ids = [[0, 1000, 2000, 3000, 4000, 5000, 2, 6000, 7000, 8000, 2], [0, 1000, 2000, 2, 6000, 2, 1, 1, 1, 1, 1]]
+    feeds = {"inputs_embeds": pipeline.embedder.word_embeddings[ids].astype(np.float32),
+             "attention_mask": (np.array(ids) != 1).astype(np.int64)}
+    (fp16,) = OpenVinoGraph(export, "bf16", cache_dir=cache).run(feeds)
+    (int8,) = OpenVinoGraph(export, "bf16", cache_dir=cache, int8_weights=True).run(feeds)
+    (copy,) = cache.glob(f"verifier.int8-*/{INT8_COPY}")
+    (fp16_copy,) = cache.glob("verifier-*/model.xml")
+    assert copy.with_suffix(".bin").stat().st_size < 0.6 * fp16_copy.with_suffix(".bin").stat().st_size
+    assert not list(cache.rglob("*.onnx"))
+    assert np.abs(int8 - fp16).max() < 0.5
 
 
 def test_processes_making_the_fp16_copy_at_once_keep_one(pipeline, tmp_path):

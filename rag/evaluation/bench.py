@@ -143,7 +143,11 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
     # the default engine once more with the verifier reading the reader's best spans again
     default = replace(pipeline.settings, runtime="auto").engine
     paths = {runtime: {"runtime": runtime, "verified_spans": 0} for runtime in RUNTIMES}
-    paths[f"{default} + verifier"] = {"runtime": default, "verified_spans": pipeline.settings.verified_spans or builtin_verified_spans()}
+    verified_spans = pipeline.settings.verified_spans or builtin_verified_spans()
+    paths[f"{default} + verifier"] = {"runtime": default, "verified_spans": verified_spans}
+    if default == "openvino":  # and with the verifier's weights as exported, the cost of its int8 weights
+        paths[f"{default} + verifier, bf16 weights"] = {"runtime": default, "verified_spans": verified_spans,
+                                                         "verifier_int8": False}
     latencies: dict[str, list[float]] = {path: [] for path in paths}
     for _ in range(2):
         for path, chosen in paths.items():

@@ -2,6 +2,7 @@
 
     python -m rag.evaluation.verifier runs/verifier                     # score the run's export
     python -m rag.evaluation.verifier runs/verifier --write rag/models/verifier
+    python -m rag.evaluation.verifier runs/verifier --verifier rag/models/verifier --lean   # as answering reads
 
 The reader's best spans on each held-out question (saved by the training run)
 are read again by the verifier; the margin and the verifier's logit are
@@ -178,12 +179,41 @@ def row(questions: list[Question], decisions, bar: float | None = None) -> dict:
     return result
 
 
+def lean_reading(settings) -> str:
+    """How the lean path reads on this CPU, in the name of its cached logits: ``-openvino-bf16-int8``."""
+    from rag.embedding.engine import inference_precision
+
+    engine = settings.engine
+    precision = inference_precision(settings.precision) if engine == "openvino" else "f32"
+    int8 = engine == "openvino" and precision == "bf16" and settings.verifier_int8
+    return f"-{engine}-{precision}{'-int8' if int8 else ''}"
+
+
+def lean_verifier(trained: Path, settings):
+    """The built-in verifier's export on the settings' engine; only the built-in one is exported."""
+    from rag.embedding.materialize import sha256_file
+    from rag.embedding.onnx_embedder import load_tokenizer
+    from rag.embedding.onnx_export import WORD_EMBEDDINGS
+    from rag.reader import builtin_exports
+    from rag.verifier import BUILTIN_VERIFIER, make_onnx_verifier
+
+    weights = "model.safetensors"
+    if sha256_file(trained / weights) != sha256_file(Path(str(BUILTIN_VERIFIER.joinpath(weights)))):
+        raise SystemExit(f"--lean reads the built-in verifier's export; {trained} is another verifier")
+    exports = builtin_exports(settings)
+    return make_onnx_verifier(settings, exports, load_tokenizer(settings.embedder_cache_dir),
+                              np.load(exports / WORD_EMBEDDINGS, mmap_mode="r"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="the training run's folder (its candidates.jsonl)")
     parser.add_argument("--verifier", type=Path, help="an exported verifier (default: the run's final/)")
     parser.add_argument("--data-dir", default=os.environ.get("RAG_DATASETS", "../shared/datasets"))
     parser.add_argument("--seed", type=int, default=13, help="the training run's seed (the same held-out sets)")
+    parser.add_argument("--lean", action="store_true",
+                        help="read with the built-in verifier's export on this CPU's engine, as answering does "
+                        "(RAG_RUNTIME, RAG_PRECISION, RAG_VERIFIER_INT8), instead of the trained weights in torch")
     parser.add_argument("--write", type=Path, metavar="FOLDER",
                         help="record the chosen combination and the figures in FOLDER/verifier.json")
     args = parser.parse_args(argv)
@@ -205,12 +235,16 @@ def main(argv: list[str] | None = None) -> None:
                              recipe.get("swap_negatives", 0.5))
     held = held_out_sets(evaluation, args.seed)
     candidates = load_candidates(args.run / "candidates.jsonl")
-    scores_file = args.run / f"held-out-logits-{sha256_file(trained / 'model.safetensors')[:12]}.json"
+    reading = lean_reading(settings) if args.lean else ""
+    scores_file = args.run / f"held-out-logits-{sha256_file(trained / 'model.safetensors')[:12]}{reading}.json"
     if scores_file.exists():
         logits = json.loads(scores_file.read_text())
     else:
-        verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")),
-                            sentences_before=recipe.get("sentences_before", 0))
+        if args.lean:
+            verifier = lean_verifier(trained, settings)
+        else:
+            verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")),
+                                sentences_before=recipe.get("sentences_before", 0))
         logits = {f"{name}/{e.id}": verifier.run(e.question, [(e.context, s, t) for s, t, _ in
                                                               candidates.get((name, e.id), [])])
                   for name, examples in held.items() for e in examples}

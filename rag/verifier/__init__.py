@@ -59,7 +59,8 @@ def make_onnx_verifier(settings: Settings, exports: Path, tokenizer, word_embedd
     from rag.verifier.onnx_verifier import OnnxVerifier
 
     return OnnxVerifier(exports, tokenizer, word_embeddings, settings.reader_threads or None, settings.engine,
-                        settings.precision, settings.compiled_cache_dir, builtin_sentences_before())
+                        settings.precision, settings.compiled_cache_dir, builtin_sentences_before(),
+                        settings.verifier_int8)
 
 
 def make_verifier(settings: Settings, tokenizer=None) -> Verifier:

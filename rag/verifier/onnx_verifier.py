@@ -20,13 +20,14 @@ class OnnxVerifier(Verifier):
 
     def __init__(self, export_dir: Path, tokenizer, word_embeddings: np.ndarray, threads: int | None = None,
                  engine: str = "onnxruntime", precision: str = "auto", compiled_cache: Path | None = None,
-                 sentences_before: int = 0) -> None:
+                 sentences_before: int = 0, int8_weights: bool = False) -> None:
         super().__init__(str(export_dir / VERIFIER), tokenizer=tokenizer, threads=threads, bf16=False,
                          sentences_before=sentences_before)
         self.word_embeddings = word_embeddings
         self.engine = engine
         self.precision = precision
         self.compiled_cache = compiled_cache
+        self.int8_weights = int8_weights  # OpenVINO in bf16 only (rag/embedding/int8_weights.py)
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -34,7 +35,7 @@ class OnnxVerifier(Verifier):
         with self._lock:
             if self._model is None:
                 self._model = load_graph(Path(self.model_name), self.engine, self.precision, self.threads,
-                                         self.compiled_cache)
+                                         self.compiled_cache, self.int8_weights)
 
     def logits(self, inputs: list[list[int]]) -> np.ndarray:
         pad = self._tokenizer.token_to_id("<pad>")
