@@ -188,8 +188,10 @@ def test_int8_weights_make_a_copy_of_their_own_that_scores_as_the_export(pipelin
     ids = [[0, 1000, 2000, 3000, 4000, 5000, 2, 6000, 7000, 8000, 2], [0, 1000, 2000, 2, 6000, 2, 1, 1, 1, 1, 1]]
     feeds = {"inputs_embeds": pipeline.embedder.word_embeddings[ids].astype(np.float32),
              "attention_mask": (np.array(ids) != 1).astype(np.int64)}
-    (fp16,) = OpenVinoGraph(export, "bf16", cache_dir=cache).run(feeds)
-    (int8,) = OpenVinoGraph(export, "bf16", cache_dir=cache, int8_weights=True).run(feeds)
+    fp16_graph, int8_graph = (OpenVinoGraph(export, "bf16", cache_dir=cache, int8_weights=int8)
+                              for int8 in (False, True))
+    assert (fp16_graph.reading, int8_graph.reading) == ("openvino-bf16", "openvino-bf16-int8")
+    (fp16,), (int8,) = fp16_graph.run(feeds), int8_graph.run(feeds)
     (copy,) = cache.glob(f"verifier.int8-*/{INT8_COPY}")
     (fp16_copy,) = cache.glob("verifier-*/model.xml")
     assert copy.with_suffix(".bin").stat().st_size < 0.6 * fp16_copy.with_suffix(".bin").stat().st_size
@@ -197,17 +199,29 @@ def test_int8_weights_make_a_copy_of_their_own_that_scores_as_the_export(pipelin
     assert np.abs(int8 - fp16).max() < 0.5
 
 
-def test_processes_making_the_fp16_copy_at_once_keep_one(pipeline, tmp_path):
+def test_without_a_writable_cache_the_export_is_read_as_it_is_and_says_so(pipeline, tmp_path, caplog):
+    """No copy can be made: the export's own weights are read, and the reading (which names
+    cached results) does not claim int8."""
+    from rag.embedding.engine import OpenVinoGraph
+
+    (tmp_path / "a-file").write_text("")
+    with caplog.at_level("WARNING", logger="rag"):
+        graph = OpenVinoGraph(pipeline.settings.export_cache_dir / VERIFIER, "bf16",
+                              cache_dir=tmp_path / "a-file" / "cache", int8_weights=True)
+    assert graph.reading == "openvino-bf16" and "Compiled models are not cached" in caplog.text
+
+
+def test_processes_making_the_compact_copy_at_once_keep_one(pipeline, tmp_path):
     """Two chat servers starting together on a new export: each gets a copy that loads, one stays."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from rag.embedding.engine import with_fp16_weights
+    from rag.embedding.engine import compact_copy
 
     export = shutil.copy(pipeline.settings.export_cache_dir / READER, tmp_path / READER)
     cache = tmp_path / "compiled"
     cache.mkdir()
     with ThreadPoolExecutor(3) as pool:
-        made = list(pool.map(lambda _: with_fp16_weights(export, cache), range(3)))
+        made = list(pool.map(lambda _: compact_copy(export, cache), range(3)))
     (kept,) = cache.glob("reader-*/model.xml")
     assert made == [kept] * 3 and kept.with_suffix(".bin").is_file()
     assert not list(cache.glob(".reader-*"))  # no staging folder left behind

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,15 +68,14 @@ def test_int8_weights_score_as_the_exported_weights(verifying):
     assert max(differences) < 0.5 and np.mean(differences) < 0.1
 
 
-def test_held_out_logits_are_cached_by_how_the_lean_path_reads(tmp_path):
-    """`python -m rag.evaluation.verifier --lean` keeps one logits file per reading, and reads
-    only the built-in verifier (the one exported)."""
-    from rag.evaluation.verifier import lean_reading, lean_verifier
+def test_held_out_logits_are_cached_by_how_the_lean_path_reads(verifying, tmp_path):
+    """`python -m rag.evaluation.verifier --lean` keeps one logits file per reading, named by what
+    the loaded verifier reads, and reads only the built-in verifier (the one exported)."""
+    from rag.evaluation.verifier import lean_verifier
+    from rag.verifier import BUILTIN_VERIFIER
 
-    assert lean_reading(Settings(runtime="onnxruntime")) == "-onnxruntime-f32"
-    assert lean_reading(Settings(runtime="openvino", precision="f32")) == "-openvino-f32"
-    assert lean_reading(Settings(runtime="openvino", precision="bf16")) == "-openvino-bf16-int8"
-    assert lean_reading(Settings(runtime="openvino", precision="bf16", verifier_int8=False)) == "-openvino-bf16"
+    settings = replace(verifying.settings, runtime="onnxruntime")
+    assert lean_verifier(Path(str(BUILTIN_VERIFIER)), settings).reading == "onnxruntime-f32"
     (tmp_path / "model.safetensors").write_bytes(b"another verifier")
     with pytest.raises(SystemExit, match="another verifier"):
         lean_verifier(tmp_path, Settings())

@@ -26,7 +26,7 @@ from rag.settings import PRECISIONS
 log = logging.getLogger(__name__)
 
 ENGINES = ("openvino", "onnxruntime")
-INT8_COPY = "model-int8.xml"  # the name of a copy with int8 weights (:func:`with_fp16_weights`)
+INT8_COPY = "model-int8.xml"  # the name of a copy with int8 weights (:func:`compact_copy`)
 INT8_ONNX = "int8.onnx"  # the int8 graph on its way to that copy
 
 
@@ -64,6 +64,7 @@ def choose_engine(runtime: str = "auto", precision: str = "auto") -> str:
 
 class Graph(Protocol):
     precision: str
+    reading: str  # engine, precision and, where int8, the weights it reads: names results cached per reading
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
@@ -81,6 +82,7 @@ class OnnxRuntimeGraph:
     """An onnxruntime CPU session with every graph optimization; f32."""
 
     precision = "f32"
+    reading = "onnxruntime-f32"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime
@@ -102,7 +104,7 @@ class OpenVinoGraph:
     """An ONNX graph compiled by OpenVINO for the CPU, in bf16 or f32. The
     compiled model is cached (OpenVINO's model cache, keyed by the graph, the
     settings and OpenVINO's version, so a stale entry is never used), in bf16
-    from a copy of the graph with fp16 weights (:func:`with_fp16_weights`),
+    from a copy of the graph with fp16 weights (:func:`compact_copy`),
     its matrix products' weights in int8 where ``int8_weights`` asks it;
     each call takes an inference request of its own from a small pool."""
 
@@ -118,7 +120,7 @@ class OpenVinoGraph:
         if cache_dir is not None and _writable(cache_dir):
             config["CACHE_DIR"] = str(cache_dir)
             if self.precision == "bf16":
-                source = with_fp16_weights(path, cache_dir, int8_weights)
+                source = compact_copy(path, cache_dir, int8_weights)
         if source.name == INT8_COPY:
             # activations quantized on the fly, per group of 128 values, so the int8 weights are
             # multiplied in int8 (measured fastest of 32, 128, 384 and 1536; 0 turns it off)
@@ -128,9 +130,13 @@ class OpenVinoGraph:
         except RuntimeError as error:
             if source == path:
                 raise
-            log.warning("The fp16 copy of %s did not compile (%s); compiling the export itself", path, error)
+            log.warning("The copy of %s (%s) did not compile (%s); compiling the export itself", path,
+                        source.name, error)
             shutil.rmtree(source.parent, ignore_errors=True)
+            config.pop("DYNAMIC_QUANTIZATION_GROUP_SIZE", None)
+            source = path
             self._model = openvino.Core().compile_model(str(path), "CPU", config)
+        self.reading = f"openvino-{self.precision}{'-int8' if source.name == INT8_COPY else ''}"
         self._outputs = list(self._model.outputs)
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -146,9 +152,9 @@ class OpenVinoGraph:
             self._idle.put(request)
 
 
-def with_fp16_weights(onnx: Path, folder: Path, int8_weights: bool = False) -> Path:
-    """``onnx`` saved in OpenVINO's own format with fp16 weights, made once in ``folder``
-    (with ``int8_weights``, its matrix products' weights in int8 and the rest in fp16).
+def compact_copy(onnx: Path, folder: Path, int8_weights: bool = False) -> Path:
+    """``onnx`` saved in OpenVINO's own format with compact weights, made once in ``folder``:
+    fp16, or with ``int8_weights`` its matrix products' weights in int8 and the rest in fp16.
 
     Computing in bfloat16 rounds the weights to 8 bits of mantissa anyway; read
     from fp16 (11) rather than f32 they leave the compiled model about 100 MB
@@ -159,13 +165,14 @@ def with_fp16_weights(onnx: Path, folder: Path, int8_weights: bool = False) -> P
 
     stat = onnx.stat()
     kind = f"{onnx.stem}.int8" if int8_weights else onnx.stem
+    what = "int8" if int8_weights else "fp16"
     target = folder / f"{kind}-{stat.st_size}-{stat.st_mtime_ns}" / (INT8_COPY if int8_weights else "model.xml")
     if target.is_file() and target.with_suffix(".bin").is_file():
         return target
     try:
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{onnx.stem}-"))
     except OSError as error:
-        log.warning("No fp16 copy of %s (%s); compiling the export itself", onnx, error)
+        log.warning("No %s copy of %s (%s); compiling the export itself", what, onnx, error)
         return onnx
     try:
         openvino.save_model(_read_model(onnx, staging, int8_weights), str(staging / target.name),
@@ -178,7 +185,7 @@ def with_fp16_weights(onnx: Path, folder: Path, int8_weights: bool = False) -> P
     except (OSError, RuntimeError) as error:
         if target.is_file():  # another process made it meanwhile
             return target
-        log.warning("No fp16 copy of %s (%s); compiling the export itself", onnx, error)
+        log.warning("No %s copy of %s (%s); compiling the export itself", what, onnx, error)
         return onnx
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -179,16 +179,6 @@ def row(questions: list[Question], decisions, bar: float | None = None) -> dict:
     return result
 
 
-def lean_reading(settings) -> str:
-    """How the lean path reads on this CPU, in the name of its cached logits: ``-openvino-bf16-int8``."""
-    from rag.embedding.engine import inference_precision
-
-    engine = settings.engine
-    precision = inference_precision(settings.precision) if engine == "openvino" else "f32"
-    int8 = engine == "openvino" and precision == "bf16" and settings.verifier_int8
-    return f"-{engine}-{precision}{'-int8' if int8 else ''}"
-
-
 def lean_verifier(trained: Path, settings):
     """The built-in verifier's export on the settings' engine; only the built-in one is exported."""
     from rag.embedding.materialize import sha256_file
@@ -235,14 +225,13 @@ def main(argv: list[str] | None = None) -> None:
                              recipe.get("swap_negatives", 0.5))
     held = held_out_sets(evaluation, args.seed)
     candidates = load_candidates(args.run / "candidates.jsonl")
-    reading = lean_reading(settings) if args.lean else ""
+    verifier = lean_verifier(trained, settings) if args.lean else None
+    reading = f"-{verifier.reading}" if verifier else ""  # logits cached per reading: engine, precision, int8
     scores_file = args.run / f"held-out-logits-{sha256_file(trained / 'model.safetensors')[:12]}{reading}.json"
     if scores_file.exists():
         logits = json.loads(scores_file.read_text())
     else:
-        if args.lean:
-            verifier = lean_verifier(trained, settings)
-        else:
+        if verifier is None:
             verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")),
                                 sentences_before=recipe.get("sentences_before", 0))
         logits = {f"{name}/{e.id}": verifier.run(e.question, [(e.context, s, t) for s, t, _ in

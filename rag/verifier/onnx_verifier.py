@@ -37,6 +37,12 @@ class OnnxVerifier(Verifier):
                 self._model = load_graph(Path(self.model_name), self.engine, self.precision, self.threads,
                                          self.compiled_cache, self.int8_weights)
 
+    @property
+    def reading(self) -> str:
+        """How it reads once loaded (engine, precision, int8 weights): ``openvino-bf16-int8``."""
+        self.warm_up()
+        return self._model.reading
+
     def logits(self, inputs: list[list[int]]) -> np.ndarray:
         pad = self._tokenizer.token_to_id("<pad>")
         scores = []
