@@ -15,8 +15,8 @@ from safetensors import safe_open
 
 from rag.evaluation.squad import QAExample
 from rag.training.train import batches
-from rag.training.verifier import (distilled_labels, earlier_epochs, keep_first_layers, other_answers, starting_point,
-                                   training_inputs)
+from rag.training.verifier import (distilled_labels, earlier_epochs, keep_first_layers, other_answers, part_answers,
+                                   starting_point, training_inputs)
 from rag.verifier import BUILTIN_VERIFIER, builtin_sentences_before
 
 HEAD = "classifier.weight"
@@ -77,10 +77,25 @@ def test_another_questions_answer_becomes_a_wrong_span_of_this_one():
     assert set(chosen) == {"who", "when", "where", "who-again"}  # never for a question with no answer
     start, end = chosen["who"]
     assert PARAGRAPH[start:end] in {"1998", "Lyon"}  # not the same name at its other place
-    rows = training_inputs(examples, {}, 2, other_answer_spans=chosen)
+    rows = training_inputs(examples, {}, 2, wrong_spans={key: [span] for key, span in chosen.items()})
     question, marked, label = rows[0]
     assert question == "Who founded Vendrix?" and f"[[ {PARAGRAPH[start:end]} ]]" in marked and label == 0
     assert other_answers(examples, 0.0, random.Random(0)) == {}
+
+
+def test_too_small_a_part_of_an_answer_becomes_a_wrong_span_of_it():
+    founders = QAExample("founders", "Who founded Vendrix, and when?", PARAGRAPH,
+                         [("1998 by Odile Marchetti in Lyon", 23)])
+    examples = [founders, asked("where", "Where was Vendrix founded?", "Lyon"),
+                QAExample("who-swap", "Who founded Orbix?", PARAGRAPH, [])]
+    chosen = part_answers(examples, 1.0, random.Random(0))
+    assert set(chosen) == {"founders"}  # a one-word answer has no part, a question with no answer no answer
+    start, end = chosen["founders"]
+    part = PARAGRAPH[start:end]
+    assert part in {"1998", "Odile", "Marchetti", "Lyon"}  # under a third of the words; never "by" or "in" alone
+    rows = training_inputs([founders], {}, 2, wrong_spans={"founders": [(start, end)]})
+    assert [(f"[[ {part} ]]" in marked, label) for _, marked, label in rows] == [(True, 0), (False, 1)]
+    assert part_answers(examples, 0.0, random.Random(0)) == {}
 
 
 def test_soft_labels_score_part_of_an_answer_below_the_whole():

@@ -20,24 +20,27 @@ unanswerable question is wrong. Positives are the gold spans and
 the reader's right spans; negatives are the reader's spans on unanswerable
 questions (SQuAD v2.0's adversarial ones, swapped-value, same-article and
 other-article copies), its wrong spans on answerable ones and, with
-``--other-answers``, another question's answer on the same paragraph. The held-out
+``--other-answers``, another question's answer on the same paragraph and, with
+``--part-answers``, too small a part of the question's own answer. The held-out
 articles of the reader's mix (:mod:`rag.training.data`) stay out.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
 import os
 import random
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
 from rag.embedding.batching import padded_batch
-from rag.evaluation.squad import QAExample, f1_score
+from rag.evaluation.squad import QAExample, f1_score, normalize_answer
 from rag.training.data import french_and_english, load_mix
 from rag.training.negatives import load_entity_finder, swap_negatives
 from rag.training.train import (FROZEN, batches, export_trained, optimizer_and_schedule, resume,
@@ -120,19 +123,45 @@ def other_answers(examples: list[QAExample], share: float, rng: random.Random) -
     return chosen
 
 
-def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
-                    sentences_before: int = 0, other_answer_spans: dict[str, tuple[int, int]] | None = None,
-                    soft_labels: bool = False) -> list[tuple[str, str, float]]:
-    """(question, marked context, label) for each example: the reader's best
-    spans, labelled, its first gold span when the reader did not find it, and
-    another question's answer (``other_answer_spans``, by id) as a wrong span.
-    With ``soft_labels`` a reader's span is labelled with its F1, so part of
-    an answer ("one founder of three") scores below the whole of it."""
-    inputs = []
-    other_answer_spans = other_answer_spans or {}
+def part_answers(examples: list[QAExample], share: float, rng: random.Random) -> dict[str, tuple[int, int]]:
+    """For a ``share`` of the answerable questions, a run of whole words inside
+    the first gold answer that is too small a part of it to be right (F1 under
+    0.5 against each answer): one name of a list of three, the title of a
+    person without the name. The reader's own spans rarely cut an answer so
+    short, so without them the verifier learns no reason to prefer the whole."""
+    chosen = {}
     for example in examples:
-        if example.id in other_answer_spans:
-            start, end = other_answer_spans[example.id]
+        if not example.answerable or rng.random() >= share:
+            continue
+        text, start = example.answers[0]
+        if not text or example.context[start:start + len(text)] != text:
+            continue
+        words = [(start + m.start(), start + m.end()) for m in re.finditer(r"[^\s,;:()]+", text)]
+        parts = []
+        for first, last in itertools.combinations_with_replacement(range(len(words)), 2):
+            part = example.context[words[first][0]:words[last][1]]
+            # a word of three letters or more: "by" or "in" alone teach nothing
+            if ((first, last) != (0, len(words) - 1) and not is_right(part, example)
+                    and any(len(word) > 2 for word in normalize_answer(part).split())):
+                parts.append((words[first][0], words[last][1]))
+        if parts:
+            chosen[example.id] = rng.choice(parts)
+    return chosen
+
+
+def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
+                    sentences_before: int = 0, wrong_spans: dict[str, list[tuple[int, int]]] | None = None,
+                    soft_labels: bool = False) -> list[tuple[str, str, float]]:
+    """(question, marked context, label) for each example: the chosen wrong
+    spans (``wrong_spans``, by id: another question's answer, part of this
+    one's), the reader's best spans, labelled, and its first gold span when
+    the reader did not find it. With ``soft_labels`` a reader's span is
+    labelled with its F1, so part of an answer ("one founder of three")
+    scores below the whole of it."""
+    inputs = []
+    wrong_spans = wrong_spans or {}
+    for example in examples:
+        for start, end in wrong_spans.get(example.id, []):
             inputs.append((example.question, marked_context(example.context, start, end,
                                                             sentences_before=sentences_before), 0))
         spans = candidates.get(("train", example.id), [])[:spans_per_question]
@@ -269,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--other-answers", type=float, default=0.0, metavar="SHARE",
                         help="share of answerable questions also shown another question's answer on their "
                              "paragraph, as a wrong span")
+    parser.add_argument("--part-answers", type=float, default=0.0, metavar="SHARE",
+                        help="share of answerable questions also shown a small part of their answer "
+                             "(one name of three), as a wrong span")
     parser.add_argument("--soft-labels", action="store_true",
                         help=f"label each reader span with its F1 against the gold answer instead of F1 >= {RIGHT_F1}")
     parser.add_argument("--layers", type=int, default=0,
@@ -329,8 +361,12 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_tokenizer(settings.embedder_cache_dir)
     pad_id = tokenizer.token_to_id("<pad>")
 
-    other_spans = other_answers(train, args.other_answers, random.Random(args.seed + 5))
-    rows = training_inputs(train, candidates, args.spans, args.sentences_before, other_spans, args.soft_labels)
+    wrong_spans: dict[str, list[tuple[int, int]]] = {}
+    for chosen in (other_answers(train, args.other_answers, random.Random(args.seed + 5)),
+                   part_answers(train, args.part_answers, random.Random(args.seed + 6))):
+        for question_id, span in chosen.items():
+            wrong_spans.setdefault(question_id, []).append(span)
+    rows = training_inputs(train, candidates, args.spans, args.sentences_before, wrong_spans, args.soft_labels)
     features = [(encode(tokenizer, question, [context])[0], label) for question, context, label in rows]
     right_inputs = sum(label >= RIGHT_F1 for _, label in features)
     log.info("%d inputs (%d right), %.0f tokens on average (%.0f s)", len(features),
