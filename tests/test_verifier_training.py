@@ -16,7 +16,7 @@ from safetensors import safe_open
 from rag.evaluation.squad import QAExample
 from rag.training.train import batches
 from rag.training.verifier import (distilled_labels, earlier_epochs, keep_first_layers, other_answers, part_answers,
-                                   starting_point, training_inputs)
+                                   same_kind_values, starting_point, training_inputs)
 from rag.verifier import BUILTIN_VERIFIER, builtin_sentences_before
 
 HEAD = "classifier.weight"
@@ -96,6 +96,28 @@ def test_too_small_a_part_of_an_answer_becomes_a_wrong_span_of_it():
     rows = training_inputs([founders], {}, 2, wrong_spans={"founders": [(start, end)]})
     assert [(f"[[ {part} ]]" in marked, label) for _, marked, label in rows] == [(True, 0), (False, 1)]
     assert part_answers(examples, 0.0, random.Random(0)) == {}
+
+
+BREWERY = ("La brasserie a été fondée en 1891 par Louis Perrin à Lyon. "
+           "Son gendre Marcel Dubois l'a vendue en 1952 à un groupe de Marseille.")
+
+
+def test_another_value_of_the_answers_kind_becomes_a_wrong_span():
+    from rag.training.negatives import load_entity_finder
+
+    def brewery(question_id: str, question: str, answer: str) -> QAExample:
+        return QAExample(question_id, question, BREWERY, [(answer, BREWERY.index(answer))])
+
+    examples = [brewery("year", "En quelle année la brasserie a-t-elle été fondée ?", "1891"),
+                brewery("who", "Qui a fondé la brasserie ?", "Louis Perrin"),
+                brewery("sold", "Qui a vendu la brasserie en 1952 ?", "Marcel Dubois"),
+                brewery("when-sold", "Quand la brasserie fondée en 1891 a-t-elle été vendue ?", "1952"),
+                QAExample("unanswerable", "Qui a fondé la brasserie de Nantes ?", BREWERY, [])]
+    chosen = same_kind_values(examples, load_entity_finder(), 1.0, random.Random(0))
+    wrong = {question_id: BREWERY[start:end] for question_id, (start, end) in chosen.items()}
+    # a year for a year, a person for a person; never a value the question names itself
+    assert wrong == {"year": "1952", "who": "Marcel Dubois", "sold": "Louis Perrin"}
+    assert same_kind_values(examples, None, 0.0, random.Random(0)) == {}
 
 
 def test_soft_labels_score_part_of_an_answer_below_the_whole():

@@ -21,7 +21,8 @@ the reader's right spans; negatives are the reader's spans on unanswerable
 questions (SQuAD v2.0's adversarial ones, swapped-value, same-article and
 other-article copies), its wrong spans on answerable ones and, with
 ``--other-answers``, another question's answer on the same paragraph and, with
-``--part-answers``, too small a part of the question's own answer. The held-out
+``--part-answers``, too small a part of the question's own answer and, with
+``--same-kind-values``, another value of its answer's kind in its paragraph. The held-out
 articles of the reader's mix (:mod:`rag.training.data`) stay out.
 """
 from __future__ import annotations
@@ -42,7 +43,8 @@ import numpy as np
 from rag.embedding.batching import padded_batch
 from rag.evaluation.squad import QAExample, f1_score, normalize_answer
 from rag.training.data import french_and_english, load_mix
-from rag.training.negatives import load_entity_finder, swap_negatives
+from rag.training.negatives import (ENTITY_KINDS, NUMBER, YEAR, load_entity_finder, looks_like_a_name,
+                                   swap_negatives)
 from rag.training.train import (FROZEN, batches, export_trained, optimizer_and_schedule, resume,
                                 save_checkpoint)
 from rag.verifier.inputs import encode, marked_context
@@ -147,6 +149,52 @@ def part_answers(examples: list[QAExample], share: float, rng: random.Random) ->
         if parts:
             chosen[example.id] = rng.choice(parts)
     return chosen
+
+
+def same_kind_values(examples: list[QAExample], finder, share: float, rng: random.Random) -> dict[str, tuple[int, int]]:
+    """For a ``share`` of the answerable questions, a value of the answer's own
+    kind elsewhere in its paragraph (another person, year, number): an
+    on-topic wrong span whose type fits the question, as an amount does for a
+    question on a revenue the document never gives. Kinds are spaCy's
+    entities (``finder``, :func:`rag.training.negatives.load_entity_finder`),
+    years and other numbers."""
+    chosen_examples = [e for e in examples if e.answerable and rng.random() < share]
+    if not chosen_examples:
+        return {}
+    contexts = list(dict.fromkeys(e.context for e in chosen_examples))
+    values = {context: value_spans(context, [(entity.start_char, entity.end_char, entity.label_)
+                                             for entity in document.ents])
+              for context, document in zip(contexts, finder.pipe(contexts, batch_size=32))}
+    chosen = {}
+    for example in chosen_examples:
+        text, start = example.answers[0]
+        if not text or example.context[start:start + len(text)] != text:
+            continue
+        own = [(begin, begin + len(answer)) for answer, begin in example.answers]
+        kinds = {kind for kind, begin, end in values[example.context] if begin < start + len(text) and end > start}
+        spans = [(begin, end) for kind, begin, end in values[example.context]
+                 if kind in kinds and all(end <= a or begin >= b for a, b in own)
+                 and not named_by(example.context[begin:end], [example.question, *(a for a, _ in example.answers)])
+                 and not is_right(example.context[begin:end], example)]
+        if spans:
+            chosen[example.id] = rng.choice(spans)
+    return chosen
+
+
+def named_by(value: str, texts: list[str]) -> bool:
+    """The value's words appear in one of the texts: the question's own subject
+    ("la déportation des Acadiens") or the answer's result ("216" of "6 × 6 × 6 = 216") is not a wrong span."""
+    words = normalize_answer(value)
+    return any(f" {words} " in f" {normalize_answer(text)} " for text in texts)
+
+
+def value_spans(text: str, entities: list[tuple[int, int, str]]) -> list[tuple[str, int, int]]:
+    """(kind, start, end) of each value of ``text``: named entities that look
+    like names, years, other numbers (the kinds :mod:`rag.training.negatives` swaps)."""
+    found = [(kind, start, end) for start, end, kind in entities
+             if kind in ENTITY_KINDS and looks_like_a_name(text[start:end])]
+    found += [("YEAR" if YEAR.fullmatch(m.group()) else "NUMBER", m.start(), m.end()) for m in NUMBER.finditer(text)]
+    return found
 
 
 def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
@@ -301,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part-answers", type=float, default=0.0, metavar="SHARE",
                         help="share of answerable questions also shown a small part of their answer "
                              "(one name of three), as a wrong span")
+    parser.add_argument("--same-kind-values", type=float, default=0.0, metavar="SHARE",
+                        help="share of answerable questions also shown another value of their answer's kind "
+                             "(person, year, number) in their paragraph, as a wrong span")
     parser.add_argument("--soft-labels", action="store_true",
                         help=f"label each reader span with its F1 against the gold answer instead of F1 >= {RIGHT_F1}")
     parser.add_argument("--layers", type=int, default=0,
@@ -363,7 +414,9 @@ def main(argv: list[str] | None = None) -> None:
 
     wrong_spans: dict[str, list[tuple[int, int]]] = {}
     for chosen in (other_answers(train, args.other_answers, random.Random(args.seed + 5)),
-                   part_answers(train, args.part_answers, random.Random(args.seed + 6))):
+                   part_answers(train, args.part_answers, random.Random(args.seed + 6)),
+                   same_kind_values(train, load_entity_finder() if args.same_kind_values else None,
+                                    args.same_kind_values, random.Random(args.seed + 7))):
         for question_id, span in chosen.items():
             wrong_spans.setdefault(question_id, []).append(span)
     rows = training_inputs(train, candidates, args.spans, args.sentences_before, wrong_spans, args.soft_labels)
