@@ -58,6 +58,15 @@ def values(text: str, entities: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
+def value_spans(text: str, entities: list[tuple[int, int, str]]) -> list[tuple[str, int, int]]:
+    """(kind, start, end) of each value of ``text``, the kinds :func:`values`
+    finds, with where they are: entities that look like names, years, other numbers."""
+    found = [(kind, start, end) for start, end, kind in entities
+             if kind in ENTITY_KINDS and looks_like_a_name(text[start:end])]
+    found += [("YEAR" if YEAR.fullmatch(m.group()) else "NUMBER", m.start(), m.end()) for m in NUMBER.finditer(text)]
+    return found
+
+
 def swap_negatives(examples: list[QAExample], finder, share: float, rng: random.Random,
                    tag: str = "swap") -> list[QAExample]:
     """Unanswerable questions from a ``share`` of the answerable ``examples``

@@ -43,8 +43,7 @@ import numpy as np
 from rag.embedding.batching import padded_batch
 from rag.evaluation.squad import QAExample, f1_score, normalize_answer
 from rag.training.data import french_and_english, load_mix
-from rag.training.negatives import (ENTITY_KINDS, NUMBER, YEAR, load_entity_finder, looks_like_a_name,
-                                   swap_negatives)
+from rag.training.negatives import load_entity_finder, swap_negatives, value_spans
 from rag.training.train import (FROZEN, batches, export_trained, optimizer_and_schedule, resume,
                                 save_checkpoint)
 from rag.verifier.inputs import encode, marked_context
@@ -186,15 +185,6 @@ def named_by(value: str, texts: list[str]) -> bool:
     ("la déportation des Acadiens") or the answer's result ("216" of "6 × 6 × 6 = 216") is not a wrong span."""
     words = normalize_answer(value)
     return any(f" {words} " in f" {normalize_answer(text)} " for text in texts)
-
-
-def value_spans(text: str, entities: list[tuple[int, int, str]]) -> list[tuple[str, int, int]]:
-    """(kind, start, end) of each value of ``text``: named entities that look
-    like names, years, other numbers (the kinds :mod:`rag.training.negatives` swaps)."""
-    found = [(kind, start, end) for start, end, kind in entities
-             if kind in ENTITY_KINDS and looks_like_a_name(text[start:end])]
-    found += [("YEAR" if YEAR.fullmatch(m.group()) else "NUMBER", m.start(), m.end()) for m in NUMBER.finditer(text)]
-    return found
 
 
 def training_inputs(examples: list[QAExample], candidates, spans_per_question: int,
