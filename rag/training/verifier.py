@@ -22,7 +22,9 @@ questions (SQuAD v2.0's adversarial ones, swapped-value, same-article and
 other-article copies), its wrong spans on answerable ones and, with
 ``--other-answers``, another question's answer on the same paragraph and, with
 ``--part-answers``, too small a part of the question's own answer and, with
-``--same-kind-values``, another value of its answer's kind in its paragraph. The held-out
+``--same-kind-values``, another value of its answer's kind in its paragraph and, with
+``--answer-removed``, the reader's spans on a copy of the question whose
+paragraph lost the sentences holding its answer. The held-out
 articles of the reader's mix (:mod:`rag.training.data`) stay out.
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ import numpy as np
 from rag.embedding.batching import padded_batch
 from rag.evaluation.squad import QAExample, f1_score, normalize_answer
 from rag.training.data import french_and_english, load_mix
-from rag.training.negatives import load_entity_finder, swap_negatives, value_spans
+from rag.training.negatives import answer_removed, load_entity_finder, swap_negatives, value_spans
 from rag.training.train import (FROZEN, batches, export_trained, optimizer_and_schedule, resume,
                                 save_checkpoint)
 from rag.verifier.inputs import encode, marked_context
@@ -342,6 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--same-kind-values", type=float, default=0.0, metavar="SHARE",
                         help="share of answerable questions also shown another value of their answer's kind "
                              "(person, year, number) in their paragraph, as a wrong span")
+    parser.add_argument("--answer-removed", type=float, default=0.0, metavar="SHARE",
+                        help="share of answerable questions also asked of their paragraph without the sentences "
+                             "that hold their answer, as unanswerable questions")
     parser.add_argument("--soft-labels", action="store_true",
                         help=f"label each reader span with its F1 against the gold answer instead of F1 >= {RIGHT_F1}")
     parser.add_argument("--layers", type=int, default=0,
@@ -387,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     train = list({e.id: e for e in french_and_english(train, args.data_dir)}.values())
     if args.limit:
         train = train[: args.limit]
+    train += answer_removed(train, args.answer_removed, random.Random(args.seed + 8))
     held = held_out_sets(evaluation, args.seed)
     if args.limit:
         held = {name: examples[: args.limit] for name, examples in held.items()}

@@ -11,7 +11,7 @@ OPEN, CLOSE = "[[", "]]"
 SIDE_CHARS = 240
 MAX_TOKENS = 192
 MAX_QUESTION_TOKENS = 64
-_SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
+SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
 
 
 def marked_context(text: str, start: int, end: int, side_chars: int = SIDE_CHARS, sentences_before: int = 0) -> str:
@@ -23,13 +23,13 @@ def marked_context(text: str, start: int, end: int, side_chars: int = SIDE_CHARS
         raise ValueError(f"span {start}-{end} is not inside a text of {len(text)} characters")
     reach = side_chars * (1 + sentences_before)
     left = text[max(0, start - reach):start]
-    ends = list(_SENTENCE_END.finditer(left))
+    ends = list(SENTENCE_END.finditer(left))
     if len(ends) > sentences_before:
         left = left[ends[-1 - sentences_before].end():]
     elif start > reach:
         left = left.split(" ", 1)[-1]
     right = text[end:end + side_chars]
-    first = _SENTENCE_END.search(right)
+    first = SENTENCE_END.search(right)
     if first:
         right = right[:first.end()]
     elif end + side_chars < len(text):
