@@ -152,3 +152,36 @@ def test_distilled_labels_move_each_label_towards_the_teachers_reading():
     assert labels[0] == pytest.approx(0.75) and labels[1] == pytest.approx(0.25)
     assert labels[2] > labels[1]  # a wrong span the teacher found plausible is punished less
     assert distilled_labels([1.0, 0.0], np.array([-9.0, 9.0]), 0.0) == [1.0, 0.0]
+
+
+def test_a_diagnostic_set_is_scored_by_the_combination_but_never_fitted_on():
+    """The answer-removed set is reported at the bar; the figures of the sets
+    the combination is fitted on are the same with it as without it."""
+    from rag.evaluation.verifier import Question, fitted_on_all, out_of_fold, row
+    from rag.reader import builtin_reader_calibration
+
+    rng = np.random.default_rng(0)
+    context = "Jeanne Martin a fondé Zorblax en 1998 à Lyon, où travaillent 340 personnes."
+
+    def question(group: str, index: int, answerable: bool, looks_answerable: bool | None = None) -> Question:
+        answers = [("Jeanne Martin", 0)] if answerable else []
+        example = QAExample(f"{group}-{index}", "Qui a fondé Zorblax ?", context, answers)
+        tempting = answerable if looks_answerable is None else looks_answerable
+        spans = [(0, 13, float(rng.normal(3 if tempting else 1))), (22, 29, float(rng.normal(0)))]
+        logits = [float(rng.normal(2 if tempting else -1)), float(rng.normal(-2))]
+        return Question(group, example, spans, logits)
+
+    questions = [question(group, i, answerable) for group in ("squad-en-v2", "piaf")
+                 for answerable in (True, False) for i in range(60)]
+    questions += [question("piaf-swap-negatives", i, False) for i in range(60)]
+    # unanswerable, half of them with the signals of an answerable question: some are refused, some not
+    diagnostic = [question("piaf-answer-removed-negatives", i, False, i % 2 == 0) for i in range(40)]
+    calibration = builtin_reader_calibration()
+    decisions = out_of_fold(questions, 2, calibration)
+    scored = fitted_on_all(questions, 2, calibration, diagnostic)
+    with_it = row(questions, decisions, None, (diagnostic, scored))
+    without = row(questions, decisions)
+    refused = with_it.pop("piaf-answer-removed-negatives_refused_at_bar")
+    assert with_it == without
+    assert refused == round(float(np.mean([confidence < without["bar"] for _, confidence, _ in scored])), 3)
+    assert 0 < refused < 1

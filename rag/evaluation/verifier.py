@@ -10,7 +10,11 @@ combined by a logistic model that ranks the spans, and a second one that
 calibrates the chosen span's confidence. Every figure is out of fold (five
 folds by question), so no question is scored by a model fitted on it; the
 models written with ``--write`` are fitted on all of them. One row per number
-of spans verified, against the reader's margin alone.
+of spans verified, against the reader's margin alone. The diagnostic sets
+(PIAF's questions on their paragraph without their answer's sentences) are
+scored by the combination fitted on all the others, and only their refusals
+at the bar are reported; a set the run's ``candidates.jsonl`` lacks is read
+by the reader first.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.evaluation.squad import QAExample, best_scores
-from rag.training.verifier import auc, is_right, load_candidates
+from rag.training.verifier import DIAGNOSTIC_SETS, auc, is_right, load_candidates, reader_candidates
 
 log = logging.getLogger("rag.evaluation.verifier")
 
@@ -139,8 +143,9 @@ def reliability(decisions, bins: int = 10) -> tuple[float, list[dict]]:
     return round(float(error), 4), rows
 
 
-def row(questions: list[Question], decisions, bar: float | None = None) -> dict:
-    """One run's held-out figures; the "at the bar" ones at ``bar``, by default the highest that keeps both floors."""
+def row(questions: list[Question], decisions, bar: float | None = None, diagnostic=None) -> dict:
+    """One run's held-out figures; the "at the bar" ones at ``bar``, by default the highest that keeps both floors.
+    ``diagnostic``: (questions, decisions) of the diagnostic sets, whose refusals at the bar are reported."""
     by_group: dict[str, list[int]] = {}
     for i, q in enumerate(questions):
         by_group.setdefault(q.group, []).append(i)
@@ -176,7 +181,17 @@ def row(questions: list[Question], decisions, bar: float | None = None) -> dict:
     result["at_bar"] = {"squad_v2_refused": refused_squad, "squad_v2_f1": f1_squad, "piaf_swap_refused": refused_swap,
                         "piaf_f1": f1_piaf}
     result["ece"], result["reliability"] = reliability(decisions)
+    for name in DIAGNOSTIC_SETS if diagnostic else ():
+        chosen = [confidence for q, (_, confidence, _) in zip(*diagnostic) if q.group == name]
+        result[f"{name}_refused_at_bar"] = round(float(np.mean([c < result["bar"] for c in chosen])), 3)
     return result
+
+
+def fitted_on_all(questions: list[Question], spans: int | None, reader_calibration,
+                  scored: list[Question]) -> list[tuple[str, float, bool]]:
+    """The decisions on ``scored`` (questions never fitted on) of the combination fitted on all ``questions``."""
+    weights = None if spans is None else fit_confidence([q for q in questions if len(q.texts)], spans)
+    return [decide(q, weights, spans or 1, reader_calibration) for q in scored]
 
 
 def lean_verifier(trained: Path, settings):
@@ -224,28 +239,41 @@ def main(argv: list[str] | None = None) -> None:
     _, evaluation = load_mix(args.data_dir, args.seed, 1, recipe.get("same_article_negatives", 0.3), True,
                              recipe.get("swap_negatives", 0.5))
     held = held_out_sets(evaluation, args.seed)
-    candidates = load_candidates(args.run / "candidates.jsonl")
+    candidates_file = args.run / "candidates.jsonl"
+    candidates = load_candidates(candidates_file)
+    unread = [name for name, examples in held.items() if any((name, e.id) not in candidates for e in examples)]
+    if unread:  # a set added after the run was trained: the reader reads it as the training run would have
+        from rag.reader import builtin_exports, make_onnx_reader
+
+        reader = make_onnx_reader(settings, builtin_exports(settings))
+        for name in unread:
+            reader_candidates(reader, held[name], candidates_file, recipe.get("held_out_spans", 5), name)
+        candidates = load_candidates(candidates_file)
     verifier = lean_verifier(trained, settings) if args.lean else None
     reading = f"-{verifier.reading}" if verifier else ""  # logits cached per reading: engine, precision, int8
     scores_file = args.run / f"held-out-logits-{sha256_file(trained / 'model.safetensors')[:12]}{reading}.json"
-    if scores_file.exists():
-        logits = json.loads(scores_file.read_text())
-    else:
+    logits = json.loads(scores_file.read_text()) if scores_file.exists() else {}
+    unscored = [(name, e) for name, examples in held.items() for e in examples if f"{name}/{e.id}" not in logits]
+    if unscored:
         if verifier is None:
             verifier = Verifier(str(assemble_model(trained, settings.embedder_cache_dir, args.run / "assembled")),
                                 sentences_before=recipe.get("sentences_before", 0))
-        logits = {f"{name}/{e.id}": verifier.run(e.question, [(e.context, s, t) for s, t, _ in
-                                                              candidates.get((name, e.id), [])])
-                  for name, examples in held.items() for e in examples}
+        for name, e in unscored:
+            logits[f"{name}/{e.id}"] = verifier.run(e.question, [(e.context, s, t) for s, t, _ in
+                                                                 candidates.get((name, e.id), [])])
         scores_file.write_text(json.dumps(logits))
-    questions = [Question(name, e, candidates.get((name, e.id), []), logits[f"{name}/{e.id}"])
-                 for name, examples in held.items() for e in examples]
+    every = {name: [Question(name, e, candidates.get((name, e.id), []), logits[f"{name}/{e.id}"]) for e in examples]
+             for name, examples in held.items()}
+    questions = [q for name in held if name not in DIAGNOSTIC_SETS for q in every[name]]
+    diagnostic = [q for name in DIAGNOSTIC_SETS for q in every[name]]
     calibration = builtin_reader_calibration()
     # the reader alone at the bar it ships with, the verifier's runs at the highest that keeps both floors
-    table = {"reader margin alone": row(questions, out_of_fold(questions, None, calibration), READER_MIN_CONFIDENCE)}
+    table = {"reader margin alone": row(questions, out_of_fold(questions, None, calibration), READER_MIN_CONFIDENCE,
+                                        (diagnostic, fitted_on_all(questions, None, calibration, diagnostic)))}
     for spans in (1, 2, 3, 5):
-        table[f"margin + verifier, {spans} span(s) verified"] = row(questions, out_of_fold(questions, spans,
-                                                                                           calibration))
+        table[f"margin + verifier, {spans} span(s) verified"] = row(
+            questions, out_of_fold(questions, spans, calibration), None,
+            (diagnostic, fitted_on_all(questions, spans, calibration, diagnostic)))
     print(json.dumps(table, indent=1))
     if args.write:
         def merit(spans: int) -> float:
