@@ -143,7 +143,8 @@ def reliability(decisions, bins: int = 10) -> tuple[float, list[dict]]:
     return round(float(error), 4), rows
 
 
-def row(questions: list[Question], decisions, bar: float | None = None, diagnostic=None) -> dict:
+def row(questions: list[Question], decisions, bar: float | None = None,
+        diagnostic: tuple[list[Question], list[tuple[str, float, bool]]] | None = None) -> dict:
     """One run's held-out figures; the "at the bar" ones at ``bar``, by default the highest that keeps both floors.
     ``diagnostic``: (questions, decisions) of the diagnostic sets, whose refusals at the bar are reported."""
     by_group: dict[str, list[int]] = {}
