@@ -157,7 +157,7 @@ def test_distilled_labels_move_each_label_towards_the_teachers_reading():
 def test_a_diagnostic_set_is_scored_by_the_combination_but_never_fitted_on():
     """The answer-removed set is reported at the bar; the figures of the sets
     the combination is fitted on are the same with it as without it."""
-    from rag.evaluation.verifier import Question, fitted_on_all, out_of_fold, row
+    from rag.evaluation.verifier import Question, decide, fit_confidence, out_of_fold, row
     from rag.reader import builtin_reader_calibration
 
     rng = np.random.default_rng(0)
@@ -178,7 +178,8 @@ def test_a_diagnostic_set_is_scored_by_the_combination_but_never_fitted_on():
     diagnostic = [question("piaf-answer-removed-negatives", i, False, i % 2 == 0) for i in range(40)]
     calibration = builtin_reader_calibration()
     decisions = out_of_fold(questions, 2, calibration)
-    scored = fitted_on_all(questions, 2, calibration, diagnostic)
+    weights = fit_confidence(questions, 2)  # on every question, as the command fits it
+    scored = [decide(q, weights, 2, calibration) for q in diagnostic]
     with_it = row(questions, decisions, None, (diagnostic, scored))
     without = row(questions, decisions)
     refused = with_it.pop("piaf-answer-removed-negatives_refused_at_bar")
