@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from rag import Pipeline, Settings
 from rag.embedding.engine import inference_precision
 from rag.evaluation.qa import load_questions
-from rag.verifier import (BUILTIN_VERIFIER, builtin_confidence, builtin_refusal_bar, builtin_verified_spans,
-                          make_onnx_verifier, make_verifier)
+from rag.reader.reader import Span
+from rag.verifier import (BUILTIN_VERIFIER, CombinedConfidence, builtin_alternates_below, builtin_confidence,
+                          builtin_refusal_bar, builtin_verified_spans, make_onnx_verifier, make_verifier, read_again)
 from rag.verifier.onnx_verifier import OnnxVerifier
 
 
@@ -91,13 +92,63 @@ def test_the_combined_confidence_grows_with_both_signals(margin, logit, more_mar
 
 
 def test_the_refusal_bars_are_the_held_out_ones():
-    """The shipped bar and number of spans are the evaluation's choice (verifier.json's table)."""
+    """The shipped bar, number of spans and early stop are the evaluation's choice (verifier.json's table)."""
+    from rag.evaluation.verifier import row_name
+
     card = json.loads(BUILTIN_VERIFIER.joinpath("verifier.json").read_text())
-    row = card["held_out"][f"margin + verifier, {card['verified_spans']} span(s) verified"]
+    row = card["held_out"][row_name(card["verified_spans"], builtin_alternates_below())]
     assert builtin_refusal_bar() == row["bar"]
     assert row["ece"] <= 0.05
     assert Settings.from_env({"RAG_VERIFIED_SPANS": str(card["verified_spans"])}).verified_spans == \
         card["verified_spans"]
+
+
+class CountingVerifier:
+    """Scores each span by a logit given per span text, and keeps each reading's spans."""
+
+    def __init__(self, logits: dict[str, float], wrapped=None) -> None:
+        self.logits, self.wrapped, self.readings = logits, wrapped, []
+
+    def run(self, question: str, candidates: list[tuple[str, int, int]]) -> list[float]:
+        self.readings.append([text[start:end] for text, start, end in candidates])
+        if self.wrapped is not None:
+            return self.wrapped.run(question, candidates)
+        return [self.logits[text[start:end]] for text, start, end in candidates]
+
+
+def test_the_others_are_read_only_under_the_early_stop():
+    """read_again reads the best span alone when it is confident enough, else all of them,
+    and answers with the most confident of those it read."""
+    passage = "alpha beta gamma"
+    spans = [Span(text=word, start=passage.index(word), end=passage.index(word) + len(word), confidence=0.0,
+                  passage_index=0, margin=margin, score=margin) for word, margin in (("alpha", 3.0), ("beta", 2.0), ("gamma", 1.0))]
+    confidence = CombinedConfidence(margin_weight=0.1, verifier_weight=1.0, bias=-0.3)
+
+    confident = CountingVerifier({"alpha": 2.0, "beta": 9.0, "gamma": 0.0})
+    answer = read_again(confident, confidence, "q", spans, [passage], alternates_below=0.8)
+    assert confident.readings == [["alpha"]] and [s.text for s in answer] == ["alpha"]
+
+    doubtful = CountingVerifier({"alpha": -2.0, "beta": 1.0, "gamma": 0.0})
+    answer = read_again(doubtful, confidence, "q", spans, [passage], alternates_below=0.8)
+    assert doubtful.readings == [["alpha"], ["beta", "gamma"]]
+    assert [s.text for s in answer] == ["beta", "gamma", "alpha"]
+    assert answer[0].confidence == pytest.approx(confidence.confidence(2.0, 1.0))
+
+    always = CountingVerifier({"alpha": 2.0, "beta": 9.0, "gamma": 0.0})
+    assert read_again(always, confidence, "q", spans, [passage])[0].text == "beta"
+    assert always.readings == [["alpha"], ["beta", "gamma"]]
+
+
+def test_a_confident_answer_takes_one_reading_and_a_refusal_all(verifying, monkeypatch):
+    """On the embedded article, with the real models: the early stop is what answering does."""
+    counting = CountingVerifier({}, verifying.verifier)
+    monkeypatch.setattr(verifying, "verifier", counting)
+    answer = verifying.run("Who is the CEO of Mistral?")
+    assert answer.answered and answer.score >= builtin_alternates_below()
+    assert len(counting.readings) == 1
+    counting.readings.clear()
+    assert not verifying.run("What is the population of Lyon?").answered
+    assert [len(r) for r in counting.readings] == [1, builtin_verified_spans() - 1]
 
 
 @pytest.mark.parametrize("question", [
@@ -122,8 +173,9 @@ def test_an_absent_revenue_is_refused(verifying):
     assert not verifying.run("Quel est le chiffre d'affaires annuel de Mistral ?").answered
 
 
-@pytest.mark.xfail(strict=True, reason="of the reader's three best spans the verifier prefers one founder "
-                   "('le directeur de la technologie Timothée Lacroix') to the list (README, 'Refusing')")
 def test_the_readme_question_in_french_is_answered(verifying):
+    """The reader's whole list of founders is confident enough to be read alone (about 0.45 to 0.46
+    by engine, at the held-out early stop of 0.45): read against its own sub-spans, the verifier
+    prefers one founder (README, "Refusing")."""
     answer = verifying.run("Qui a fondé Mistral ?")
     assert "Arthur Mensch" in answer.text and answer.score >= verifying.min_confidence

@@ -28,8 +28,8 @@ from rag.index.collection import Progress
 from rag.reader import ExtractiveReader, builtin_exports, make_onnx_reader, make_reader
 from rag.retrieval import HybridRetriever
 from rag.settings import READER_MIN_CONFIDENCE, Settings
-from rag.verifier import (CombinedConfidence, Verifier, builtin_confidence, builtin_refusal_bar, make_onnx_verifier,
-                          make_verifier, verified)
+from rag.verifier import (CombinedConfidence, Verifier, builtin_alternates_below, builtin_confidence,
+                          builtin_refusal_bar, make_onnx_verifier, make_verifier, read_again)
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +272,11 @@ class Pipeline:
             return self.settings.min_confidence
         return builtin_refusal_bar() if self.verifies else READER_MIN_CONFIDENCE
 
+    @property
+    def alternates_below(self) -> float:
+        """The verifier reads the reader's other best spans only under this confidence of its best one."""
+        return builtin_alternates_below() if self.settings.verifier_early_stop else float("inf")
+
     def _load_models(self) -> None:
         """The embedder, then the reader and the verifier unless already set (the caller holds the lock)."""
         if self.settings.lean:
@@ -351,8 +356,8 @@ class Pipeline:
         spans = self.reader.run(question, [s.text for s in sources], top_k=max(1, self.settings.verified_spans)
                                 if self.verifier else 1, passage_priors=priors)
         if spans and self.verifier is not None:
-            logits = self.verifier.run(question, [(sources[s.passage_index].text, s.start, s.end) for s in spans])
-            spans = verified(spans, logits, self.confidence)
+            spans = read_again(self.verifier, self.confidence, question, spans, [s.text for s in sources],
+                               self.alternates_below)
         answer = Answer(question=question, text="", score=1.0, sources=sources,
                         language=detect_language(question), warnings=warnings)
         if spans:

@@ -10,7 +10,10 @@ combined by a logistic model that ranks the spans, and a second one that
 calibrates the chosen span's confidence. Every figure is out of fold (five
 folds by question), so no question is scored by a model fitted on it; the
 models written with ``--write`` are fitted on all of them. One row per number
-of spans verified, against the reader's margin alone. The diagnostic sets
+of spans verified, against the reader's margin alone, then, for the fewest spans
+within a point of the best, one row per confidence of the best span under which
+the others are read (answering reads them only then: ``--write`` records the
+lowest within a point of always reading them). The diagnostic sets
 (PIAF's questions on their paragraph without their answer's sentences) are
 scored by the combination fitted on all the others, and only their refusals
 at the bar are reported; a set the run's ``candidates.jsonl`` lacks is read
@@ -35,6 +38,8 @@ log = logging.getLogger("rag.evaluation.verifier")
 BARS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 FOLDS = 5
 SPAN_COUNTS = (1, 2, 3, 5)  # the numbers of the reader's best spans the verifier may read again
+# The confidences of the best span under which the verifier reads the others (inf: always).
+ALTERNATES_BELOW = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, float("inf"))
 # The answerable F1 the refusal bar must keep (issue 19): SQuAD v2.0's 0.75, and on
 # PIAF no more than 2 points under the reader's 0.597 at its shipped bar.
 SQUAD_FLOOR, PIAF_FLOOR = 0.75, 0.577
@@ -84,18 +89,23 @@ def fit_confidence(questions: list[Question], spans: int) -> np.ndarray:
     return np.array([scale[0] * ranking[0], scale[0] * ranking[1], scale[1]])
 
 
-def decide(question: Question, weights: np.ndarray | None, spans: int, reader_calibration) -> tuple[str, float, bool]:
-    """(answer span, its confidence, whether it is right) with ``weights``, or the reader alone when None."""
+def decide(question: Question, weights: np.ndarray | None, spans: int, reader_calibration,
+           alternates_below: float = float("inf")) -> tuple[str, float, bool, int]:
+    """(answer span, its confidence, whether it is right, spans the verifier read) with ``weights``,
+    or the reader alone when None; the spans after the best are read as answering reads them
+    (``rag.verifier.read_again``): only when the best one's confidence is under ``alternates_below``."""
     if not len(question.texts):
-        return "", 0.0, False
+        return "", 0.0, False, 0
     if weights is None:
-        return question.texts[0], reader_calibration.confidence(question.margins[0]), bool(question.right[0])
+        return question.texts[0], reader_calibration.confidence(question.margins[0]), bool(question.right[0]), 0
     values = weights[0] * question.margins[:spans] + weights[1] * question.logits[:spans] + weights[2]
-    best = int(np.argmax(values))
-    return question.texts[best], float(1 / (1 + np.exp(-values[best]))), bool(question.right[best])
+    read = 1 if 1 / (1 + np.exp(-values[0])) >= alternates_below else len(values)
+    best = int(np.argmax(values[:read]))
+    return question.texts[best], float(1 / (1 + np.exp(-values[best]))), bool(question.right[best]), read
 
 
-def out_of_fold(questions: list[Question], spans: int | None, reader_calibration) -> list[tuple[str, float, bool]]:
+def out_of_fold(questions: list[Question], spans: int | None, reader_calibration,
+                alternates_below: float = float("inf")) -> list[tuple[str, float, bool, int]]:
     """Each question's decision by a combination fitted on the other folds (the reader alone when ``spans`` is None)."""
     if spans is None:
         return [decide(q, None, 1, reader_calibration) for q in questions]
@@ -106,14 +116,14 @@ def out_of_fold(questions: list[Question], spans: int | None, reader_calibration
         test = set(order[fold::FOLDS])
         weights = fit_confidence([q for i, q in enumerate(questions) if i not in test and len(q.texts)], spans)
         for i in test:
-            decisions[i] = decide(questions[i], weights, spans, reader_calibration)
+            decisions[i] = decide(questions[i], weights, spans, reader_calibration, alternates_below)
     return decisions
 
 
 def trade_off(questions: list[Question], decisions, bar: float) -> tuple[float | None, float | None]:
     """(share of unanswerable questions refused, F1 on answerable ones) at a confidence bar."""
     refused, f1 = [], []
-    for q, (text, confidence, _) in zip(questions, decisions):
+    for q, (text, confidence, *_) in zip(questions, decisions):
         if q.example.answerable:
             f1.append(best_scores(text if confidence >= bar else "", [t for t, _ in q.example.answers])[1])
         else:
@@ -131,8 +141,8 @@ def highest_bar(questions: list[Question], decisions, floor: float) -> float:
 
 def reliability(decisions, bins: int = 10) -> tuple[float, list[dict]]:
     """Expected calibration error of the chosen spans' confidence, and the table behind it."""
-    confidence = np.array([c for _, c, _ in decisions])
-    right = np.array([r for _, _, r in decisions], dtype=np.float64)
+    confidence = np.array([d[1] for d in decisions])
+    right = np.array([d[2] for d in decisions], dtype=np.float64)
     rows, error = [], 0.0
     for low in np.arange(0, 1, 1 / bins):
         inside = (confidence >= low) & (confidence < low + 1 / bins + (1e-9 if low + 1 / bins >= 1 else 0))
@@ -145,7 +155,7 @@ def reliability(decisions, bins: int = 10) -> tuple[float, list[dict]]:
 
 
 def row(questions: list[Question], decisions, bar: float | None = None,
-        diagnostic: tuple[list[Question], list[tuple[str, float, bool]]] | None = None) -> dict:
+        diagnostic: tuple[list[Question], list[tuple[str, float, bool, int]]] | None = None) -> dict:
     """One run's held-out figures; the "at the bar" ones at ``bar``, by default the highest that keeps both floors.
     ``diagnostic``: (questions, decisions) of the diagnostic sets, whose refusals at the bar are reported."""
     by_group: dict[str, list[int]] = {}
@@ -183,10 +193,19 @@ def row(questions: list[Question], decisions, bar: float | None = None,
     result["at_bar"] = {"squad_v2_refused": refused_squad, "squad_v2_f1": f1_squad, "piaf_swap_refused": refused_swap,
                         "piaf_f1": f1_piaf}
     result["ece"], result["reliability"] = reliability(decisions)
+    read = np.array([d[3] for d in decisions if d[3]])
+    if len(read):  # the verifier's readings per question, and the share that took one
+        result["spans_read"] = {"mean": round(float(read.mean()), 2), "one": round(float((read == 1).mean()), 3)}
     for name in DIAGNOSTIC_SETS if diagnostic else ():
-        chosen = [confidence for q, (_, confidence, _) in zip(*diagnostic) if q.group == name]
+        chosen = [d[1] for q, d in zip(*diagnostic) if q.group == name]
         result[f"{name}_refused_at_bar"] = round(float(np.mean([c < result["bar"] for c in chosen])), 3)
     return result
+
+
+def row_name(spans: int, alternates_below: float = float("inf")) -> str:
+    """The table's row for ``spans`` spans verified, the others read only under ``alternates_below``."""
+    name = f"margin + verifier, {spans} span(s) verified"
+    return name if alternates_below == float("inf") else f"{name}, the others under {alternates_below:g}"
 
 
 def lean_verifier(trained: Path, settings):
@@ -268,27 +287,35 @@ def main(argv: list[str] | None = None) -> None:
     table = {"reader margin alone": row(questions, out_of_fold(questions, None, calibration), READER_MIN_CONFIDENCE,
                                         (diagnostic, [decide(q, None, 1, calibration) for q in diagnostic]))}
     for spans in SPAN_COUNTS:
-        table[f"margin + verifier, {spans} span(s) verified"] = row(
-            questions, out_of_fold(questions, spans, calibration), None,
-            (diagnostic, [decide(q, fitted[spans], spans, calibration) for q in diagnostic]))
+        table[row_name(spans)] = row(questions, out_of_fold(questions, spans, calibration), None,
+                                     (diagnostic, [decide(q, fitted[spans], spans, calibration) for q in diagnostic]))
+
+    def merit(name: str) -> float:
+        figures = table[name]["at_bar"]
+        return figures["squad_v2_refused"] + figures["piaf_swap_refused"]
+
+    # the fewest spans (each costs a verifier reading) within a point of the best
+    best = max(merit(row_name(spans)) for spans in SPAN_COUNTS)
+    spans = min(spans for spans in SPAN_COUNTS if merit(row_name(spans)) >= best - 0.01)
+    for below in ALTERNATES_BELOW[:-1] if spans > 1 else ():
+        table[row_name(spans, below)] = row(
+            questions, out_of_fold(questions, spans, calibration, below), None,
+            (diagnostic, [decide(q, fitted[spans], spans, calibration, below) for q in diagnostic]))
+    # then the lowest confidence under which the others are read, within a point of always reading them
+    below = min(b for b in ALTERNATES_BELOW if row_name(spans, b) in table
+                and merit(row_name(spans, b)) >= merit(row_name(spans)) - 0.01)
     print(json.dumps(table, indent=1))
     if args.write:
-        def merit(spans: int) -> float:
-            figures = table[f"margin + verifier, {spans} span(s) verified"]["at_bar"]
-            return figures["squad_v2_refused"] + figures["piaf_swap_refused"]
-
-        # the fewest spans (each costs a verifier reading) within a point of the best
-        best = max(merit(spans) for spans in SPAN_COUNTS)
-        spans = min(spans for spans in SPAN_COUNTS if merit(spans) >= best - 0.01)
         weights = fitted[spans]
         card["confidence"] = {"margin_weight": round(float(weights[0]), 6),
                               "verifier_weight": round(float(weights[1]), 6), "bias": round(float(weights[2]), 6)}
         card["verified_spans"] = spans
-        card["min_confidence"] = table[f"margin + verifier, {spans} span(s) verified"]["bar"]
+        card["alternates_below"] = None if below == float("inf") else below
+        card["min_confidence"] = table[row_name(spans, below)]["bar"]
         card["held_out"] = table
         (args.write / "verifier.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
-        log.info("wrote the combination for %d span(s) verified to %s", spans, args.write / "verifier.json")
-
+        log.info("wrote the combination for %d span(s) verified, the others under %s, to %s", spans, below,
+                 args.write / "verifier.json")
 
 if __name__ == "__main__":
     main()
