@@ -184,5 +184,21 @@ def test_a_diagnostic_set_is_scored_by_the_combination_but_never_fitted_on():
     without = row(questions, decisions)
     refused = with_it.pop("piaf-answer-removed-negatives_refused_at_bar")
     assert with_it == without
-    assert refused == round(float(np.mean([confidence < without["bar"] for _, confidence, _ in scored])), 3)
+    assert refused == round(float(np.mean([confidence < without["bar"] for _, confidence, *_ in scored])), 3)
     assert 0 < refused < 1
+
+
+def test_the_evaluation_reads_the_others_only_under_the_early_stop():
+    """``decide`` chooses as ``rag.verifier.read_again`` answers: the best span alone when its
+    combined confidence reaches the early stop, else the best of all the spans."""
+    from rag.evaluation.verifier import Question, decide
+    from rag.reader import builtin_reader_calibration
+
+    context = "Jeanne Martin a fondé Zorblax en 1998 à Lyon."
+    example = QAExample("q", "Qui a fondé Zorblax ?", context, [("Jeanne Martin", 0)])
+    question = Question("piaf", example, [(22, 29, 2.0), (0, 13, 1.0)], [0.5, 3.0])
+    weights = np.array([0.1, 1.0, -0.5])  # the best span's value 0.2: confidence 0.55; the second's 2.6
+    calibration = builtin_reader_calibration()
+    assert decide(question, weights, 2, calibration, alternates_below=0.5)[::3] == ("Zorblax", 1)
+    assert decide(question, weights, 2, calibration, alternates_below=0.6)[::3] == ("Jeanne Martin", 2)
+    assert decide(question, weights, 2, calibration)[::3] == ("Jeanne Martin", 2)
