@@ -317,5 +317,6 @@ def main(argv: list[str] | None = None) -> None:
         log.info("wrote the combination for %d span(s) verified, the others under %s, to %s", spans, below,
                  args.write / "verifier.json")
 
+
 if __name__ == "__main__":
     main()

@@ -90,18 +90,22 @@ def verified(spans: list[Span], logits: list[float], confidence: CombinedConfide
 def read_again(verifier: Verifier, confidence: CombinedConfidence, question: str, spans: list[Span],
                passages: list[str], alternates_below: float = float("inf")) -> list[Span]:
     """The reader's best spans read again, most confident first: the best one alone, then the
-    others only when its combined confidence is under ``alternates_below`` (those read only)."""
+    others only when its combined confidence is under ``alternates_below`` (those read only);
+    with no early stop (``inf``) all of them in one call."""
     def rescored(chosen: list[Span]) -> list[Span]:
         logits = verifier.run(question, [(passages[s.passage_index], s.start, s.end) for s in chosen])
         return verified(chosen, logits, confidence)
 
     if not spans:
         return []
+    if alternates_below == float("inf"):
+        return rescored(spans)
     best = rescored(spans[:1])
     if len(spans) == 1 or best[0].confidence >= alternates_below:
         return best
     return sorted(best + rescored(spans[1:]), key=lambda span: span.confidence, reverse=True)
 
 
-__all__ = ["CombinedConfidence", "Verifier", "builtin_alternates_below", "builtin_confidence", "builtin_refusal_bar", "builtin_verified_spans",
-           "builtin_verifier_path", "make_onnx_verifier", "make_verifier", "read_again", "verified"]
+__all__ = ["CombinedConfidence", "Verifier", "builtin_alternates_below", "builtin_confidence", "builtin_refusal_bar",
+           "builtin_verified_spans", "builtin_verifier_path", "make_onnx_verifier", "make_verifier", "read_again",
+           "verified"]
