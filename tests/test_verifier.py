@@ -152,6 +152,24 @@ def test_a_confident_answer_takes_one_reading_and_a_refusal_all(verifying, monke
     assert [len(r) for r in counting.readings] == [1, builtin_verified_spans() - 1]
 
 
+def test_the_bench_times_the_verifiers_own_share_of_each_answer(verifying, tmp_path):
+    """`rag bench` times the verifier inside the run that answers with it: one time per question,
+    under the answer's, and the spans read as answering reads them (one, then all under the early stop)."""
+    from rag.evaluation.bench import timed_questions, verifier_cost
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"id": str(number), "question": question}) + "\n" for number, question
+                                 in enumerate(["Who is the CEO of Mistral?", "What is the population of Lyon?"])))
+    spans = builtin_verified_spans()
+    timed = timed_questions({"index_dir": str(verifying.settings.index_dir), "verified_spans": spans}, str(questions),
+                            rounds=2)
+    assert timed["spans_read"] == [1, spans] * 2
+    assert all(0 < own < whole for own, whole in zip(timed["verifier_seconds"], timed["seconds"], strict=True))
+    cost = verifier_cost(timed["verifier_seconds"], timed["spans_read"])
+    assert cost["verifier_spans_read"] == (1 + spans) / 2 and cost["verifier_one_span_share"] == 0.5
+    assert 0 < cost["verifier_ms_p50"] <= cost["verifier_ms_p95"]
+
+
 @pytest.mark.parametrize("question", [
     "What is the population of Lyon?",  # off topic
     "Qui a remporté la Coupe du monde de football en 2018 ?",  # off topic, in French

@@ -30,14 +30,24 @@ INT8_COPY = "model-int8.xml"  # the name of a copy with int8 weights (:func:`com
 INT8_ONNX = "int8.onnx"  # the int8 graph on its way to that copy
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux), empty where they cannot be read."""
+def cpu_info(field: str) -> str:
+    """A field of the first CPU in /proc/cpuinfo (Linux), empty where it cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
-            line = next((line for line in cpuinfo if line.startswith("flags")), "")
+            line = next((line for line in cpuinfo if line.startswith(field)), "")
     except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
+        return ""
+    return line.partition(":")[2].strip()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux), empty where they cannot be read."""
+    return set(cpu_info("flags").split())
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name: a virtual machine with the same flags may run on another vendor's cores."""
+    return cpu_info("model name") or None
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -2,7 +2,8 @@
 ratio is taken on the same machine at the same time: the cold start of
 ``rag ask`` (a new process, from its start to its answer and to its exit,
 with its peak memory), warm latency p50/p95 (and the default engine's with
-the verifier, whose cost it is), and each path's passage embedding
+the verifier, whose cost it is, with the verifier's own time per question
+timed inside the same run), and each path's passage embedding
 throughput (indexing at scale: ``rag bench-index``).
 
 Each path's warm latency is timed in a process of its own, the paths taking
@@ -34,7 +35,7 @@ def environment(precision: str) -> dict:
     """The versions, CPU flags and engine precision behind a run's figures."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from rag.embedding.engine import cpu_flags, inference_precision
+    from rag.embedding.engine import cpu_flags, cpu_model, inference_precision
 
     def installed(name: str) -> str | None:
         try:
@@ -44,7 +45,7 @@ def environment(precision: str) -> dict:
 
     flags = cpu_flags()
     return {"python": sys.version.split()[0], "packages": {name: installed(name) for name in PACKAGES},
-            "cpu_flags": {flag: flag in flags for flag in DECIDING_FLAGS},
+            "cpu": cpu_model(), "cpu_flags": {flag: flag in flags for flag in DECIDING_FLAGS},
             "openvino_precision": inference_precision(precision), "cpu_threads": os.cpu_count()}
 
 
@@ -105,16 +106,29 @@ loaded = time.perf_counter() - began
 items = load_questions(job["questions"])
 for item in items[:3]:  # one untimed pass fills caches and lazy paths
     pipeline.run(item.question, item.history)
-seconds = []
+seconds, verifier_seconds, spans_read = [], [], []
+if pipeline.verifier is not None:  # the verifier's own time on each question, in the same run
+    verifier_run = pipeline.verifier.run
+    def timed_verifier_run(question, candidates):
+        began = time.perf_counter()
+        try:
+            return verifier_run(question, candidates)
+        finally:
+            verifier_seconds[-1] += time.perf_counter() - began
+            spans_read[-1] += len(candidates)
+    pipeline.verifier.run = timed_verifier_run
 for _ in range(job["rounds"]):
     for item in items:
+        verifier_seconds.append(0.0)
+        spans_read.append(0)
         began = time.perf_counter()
         pipeline.run(item.question, item.history)
         seconds.append(time.perf_counter() - began)
 index = pipeline.retriever.index
 store = index.store
+verifier = {"verifier_seconds": verifier_seconds, "spans_read": spans_read} if pipeline.verifier else {}
 print(json.dumps({"load_s": loaded, "seconds": seconds, "passages": len(index),
-                  "index": type(getattr(store, "faiss_index", store)).__name__}))
+                  "index": type(getattr(store, "faiss_index", store)).__name__, **verifier}))
 """
 
 
@@ -125,6 +139,16 @@ def timed_questions(settings: dict, questions: str, rounds: int, documents: list
     result = subprocess.run([sys.executable, "-c", TIMED_QUESTIONS, job], capture_output=True, text=True,
                             env=os.environ.copy(), check=True)
     return json.loads(result.stdout.splitlines()[-1])
+
+
+def verifier_cost(seconds: list[float], spans_read: list[int]) -> dict:
+    """p50/p95 of the verifier's time per question, the spans it read on average, and the share it read once."""
+    milliseconds = np.array(seconds) * 1000
+    read = np.array(spans_read)
+    return {"verifier_ms_p50": round(float(np.percentile(milliseconds, 50)), 1),
+            "verifier_ms_p95": round(float(np.percentile(milliseconds, 95)), 1),
+            "verifier_spans_read": round(float(read.mean()), 2),
+            "verifier_one_span_share": round(float((read == 1).mean()), 3)}
 
 
 def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: int = 3,
@@ -152,15 +176,24 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
     paths[f"{default} + verifier, every span read"] = {"runtime": default, "verified_spans": verified_spans,
                                                        "verifier_early_stop": False}
     latencies: dict[str, list[float]] = {path: [] for path in paths}
+    verifier_seconds: dict[str, list[float]] = {path: [] for path in paths}
+    spans_read: dict[str, list[int]] = {path: [] for path in paths}
     for _ in range(2):
         for path, chosen in paths.items():
             settings = {**chosen, "index_dir": str(index_dir), "precision": pipeline.settings.precision}
-            latencies[path] += timed_questions(settings, questions, max(1, rounds // 2), documents)["seconds"]
+            timed = timed_questions(settings, questions, max(1, rounds // 2), documents)
+            latencies[path] += timed["seconds"]
+            verifier_seconds[path] += timed.get("verifier_seconds", [])
+            spans_read[path] += timed.get("spans_read", [])
     for path, seconds in latencies.items():
         milliseconds = np.array(seconds) * 1000
         report.setdefault(path, {"verified_spans": paths[path]["verified_spans"]})
         report[path]["warm_ms_p50"] = round(float(np.percentile(milliseconds, 50)), 1)
         report[path]["warm_ms_p95"] = round(float(np.percentile(milliseconds, 95)), 1)
+        if verifier_seconds[path]:
+            # the verifier's own share of each answer, timed inside the same run: the difference of two
+            # paths' p50 moves with the machine's load between their turns, this does not
+            report[path].update(verifier_cost(verifier_seconds[path], spans_read[path]))
 
     for runtime in RUNTIMES:
         embedder_of = Pipeline(replace(pipeline.settings, runtime=runtime), pipeline.documents)
