@@ -56,3 +56,38 @@ def test_squad_en_counts_each_question_once(mix):
     assert {e.id for e in v20} <= {e.id for e in examples}  # all of v2.0, adversarial questions included
     repeated = {(e.question, e.context) for e in v11} & {(e.question, e.context) for e in v20}
     assert len(examples) == len(v11) + len(v20) - len([e for e in v11 if (e.question, e.context) in repeated])
+
+
+def test_english_questions_on_held_out_spanish_paragraphs_never_train(mix):
+    """The cross-lingual diagnostic set: SQuAD v2.0's English question on the held-out Spanish
+    translation of its paragraph, its adversarial questions kept; neither trains in any language."""
+    from rag.training.data import english_questions_on
+
+    train, evaluation = mix
+    english = {e.id: e for e in load_squad_en(DATASETS)[1]}
+    crossed = english_questions_on(evaluation["squad-es-v2"], DATASETS)
+    assert len(crossed) == len(evaluation["squad-es-v2"]) > 100
+    for spanish, asked in zip(evaluation["squad-es-v2"], crossed, strict=True):
+        assert asked.question == english[spanish.id].question != spanish.question
+        assert asked.context == spanish.context and asked.answerable == english[spanish.id].answerable
+    assert 0.3 < sum(not e.answerable for e in crossed) / len(crossed) < 0.7
+    assert not {source_id(e) for e in crossed} & {source_id(e) for e in train}
+    assert not {e.context for e in crossed} & {e.context for e in train}
+
+
+def test_the_verifiers_english_questions_on_spanish_paragraphs_come_from_training_articles(mix):
+    """``--english-on-spanish``: only SQuAD-es v2.0 questions the mix already trains on, each once, in English."""
+    import random
+
+    from rag.training.verifier import english_on_spanish
+
+    train, evaluation = mix
+    asked = english_on_spanish(train, DATASETS, 1.0, random.Random(0))
+    english = {e.id: e.question for e in load_squad_en(DATASETS)[1]}
+    assert len(asked) == len({e.id for e in asked}) > 1000
+    assert all(e.question == english[source_id(e)] for e in asked)
+    assert {e.context for e in asked} <= {e.context for e in train}
+    held = {source_id(e) for examples in evaluation.values() for e in examples}
+    assert not {source_id(e) for e in asked} & held
+    assert 0.2 < sum(not e.answerable for e in asked) / len(asked) < 0.6
+    assert english_on_spanish(train, DATASETS, 0.0, random.Random(0)) == []

@@ -14,10 +14,11 @@ of spans verified, against the reader's margin alone, then, for the fewest spans
 within a point of the best, one row per confidence of the best span under which
 the others are read (answering reads them only then: ``--write`` records the
 lowest within a point of always reading them). The diagnostic sets
-(PIAF's questions on their paragraph without their answer's sentences) are
-scored by the combination fitted on all the others, and only their refusals
-at the bar are reported; a set the run's ``candidates.jsonl`` lacks is read
-by the reader first.
+(PIAF's questions on their paragraph without their answer's sentences, and
+SQuAD v2.0's English questions on the Spanish translation of their paragraph)
+are scored by the combination fitted on all the others, and only their figures
+at the bar are reported (refusals; F1 and AUC where a set has answerable
+questions); a set the run's ``candidates.jsonl`` lacks is read by the reader first.
 """
 from __future__ import annotations
 
@@ -197,8 +198,15 @@ def row(questions: list[Question], decisions, bar: float | None = None,
     if len(read):  # the verifier's readings per question, and the share that took one
         result["spans_read"] = {"mean": round(float(read.mean()), 2), "one": round(float((read == 1).mean()), 3)}
     for name in DIAGNOSTIC_SETS if diagnostic else ():
-        chosen = [d[1] for q, d in zip(*diagnostic) if q.group == name]
-        result[f"{name}_refused_at_bar"] = round(float(np.mean([c < result["bar"] for c in chosen])), 3)
+        chosen = [(q, d) for q, d in zip(*diagnostic) if q.group == name]
+        if not chosen:
+            continue
+        set_questions, set_decisions = [q for q, _ in chosen], [d for _, d in chosen]
+        refused, f1 = trade_off(set_questions, set_decisions, result["bar"])
+        result[f"{name}_refused_at_bar"] = refused
+        if f1 is not None:  # a set with answerable questions: their F1 at the bar, and right against wrong
+            result[f"{name}_f1_at_bar"] = f1
+            result[f"{name}_auc"] = group_auc(set_decisions)
     return result
 
 
@@ -252,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = card.get("recipe", {})
     _, evaluation = load_mix(args.data_dir, args.seed, 1, recipe.get("same_article_negatives", 0.3), True,
                              recipe.get("swap_negatives", 0.5))
-    held = held_out_sets(evaluation, args.seed)
+    held = held_out_sets(evaluation, args.seed, args.data_dir)
     candidates_file = args.run / "candidates.jsonl"
     candidates = load_candidates(candidates_file)
     unread = [name for name, examples in held.items() if any((name, e.id) not in candidates for e in examples)]

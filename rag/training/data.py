@@ -25,6 +25,7 @@ CROSS_LINGUAL_CONTEXTS = ("de", "es", "ro", "tr", "vi")  # Latin-script contexts
 
 
 SQUAD_EN = ("squad-en/dev-v1.1.json.gz", "squad-en/dev-v2.0.json.gz")
+SQUAD_ES_V2 = "squad-es/dev-v2.0-es_small.json"  # SQuAD v2.0 dev machine-translated to Spanish (its ids)
 
 
 def load_squad_en(data_dir: Path) -> tuple[list[QAExample], list[QAExample]]:
@@ -117,7 +118,7 @@ def load_mix(
 
     xquad = {lang: load_squad(data_dir / "xquad" / f"xquad.{lang}.json") for lang in XQUAD_LANGUAGES}
     held_ids = {e.id for e in xquad["en"] if held_out(e)}
-    squad_es_v2 = load_squad(data_dir / "squad-es" / "dev-v2.0-es_small.json")
+    squad_es_v2 = load_squad(data_dir / SQUAD_ES_V2)
     squad_en_v2 = v20 if squad_en else []
     held_titles |= {titles.get(e.id) for e in xquad["en"] if held_out(e)}
     held_titles |= {titles.get(e.id) for e in squad_es_v2 if held_out(e)}
@@ -187,6 +188,14 @@ def load_mix(
     train = [e for e in train if titles.get(source_id(e)) not in held_titles and e.context not in held_contexts]
     rng.shuffle(train)
     return train, evaluation
+
+
+def english_questions_on(examples: list[QAExample], data_dir: str | Path) -> list[QAExample]:
+    """Each translated SQuAD v2.0 example (SQuAD-es v2.0 shares its ids) with the English question
+    it was translated from: an English question on a document in another language, as a user asks
+    of a French one, with v2.0's adversarial unanswerable questions among them."""
+    english = {e.id: e.question for e in load_squad_en(Path(data_dir))[1]}
+    return [replace(e, id=f"{e.id}-en", question=english[e.id]) for e in examples if e.id in english]
 
 
 def french_and_english(examples: list[QAExample], data_dir: str | Path) -> list[QAExample]:
