@@ -176,16 +176,23 @@ def test_a_diagnostic_set_is_scored_by_the_combination_but_never_fitted_on():
     questions += [question("piaf-swap-negatives", i, False) for i in range(60)]
     # unanswerable, half of them with the signals of an answerable question: some are refused, some not
     diagnostic = [question("piaf-answer-removed-negatives", i, False, i % 2 == 0) for i in range(40)]
+    # and a set with answerable questions too (English questions on Spanish paragraphs)
+    crossed = [question("squad-v2-en-on-es", i, answerable) for answerable in (True, False) for i in range(30)]
     calibration = builtin_reader_calibration()
     decisions = out_of_fold(questions, 2, calibration)
     weights = fit_confidence(questions, 2)  # on every question, as the command fits it
     scored = [decide(q, weights, 2, calibration) for q in diagnostic]
-    with_it = row(questions, decisions, None, (diagnostic, scored))
+    crossed_scored = [decide(q, weights, 2, calibration) for q in crossed]
+    with_it = row(questions, decisions, None, (diagnostic + crossed, scored + crossed_scored))
     without = row(questions, decisions)
     refused = with_it.pop("piaf-answer-removed-negatives_refused_at_bar")
+    figures = {key.removeprefix("squad-v2-en-on-es_"): with_it.pop(key) for key in list(with_it)
+               if key.startswith("squad-v2-en-on-es_")}
     assert with_it == without
     assert refused == round(float(np.mean([confidence < without["bar"] for _, confidence, *_ in scored])), 3)
     assert 0 < refused < 1
+    assert set(figures) == {"refused_at_bar", "f1_at_bar", "auc", "refused_at_f1_0.75"}
+    assert figures["auc"] > 0.5 and 0 <= figures["refused_at_f1_0.75"] <= 1
 
 
 def test_the_evaluation_reads_the_others_only_under_the_early_stop():

@@ -17,8 +17,9 @@ lowest within a point of always reading them). The diagnostic sets
 (PIAF's questions on their paragraph without their answer's sentences, and
 SQuAD v2.0's English questions on the Spanish translation of their paragraph)
 are scored by the combination fitted on all the others, and only their figures
-at the bar are reported (refusals; F1 and AUC where a set has answerable
-questions); a set the run's ``candidates.jsonl`` lacks is read by the reader first.
+at the bar are reported (refusals; where a set has answerable questions, their
+F1, the AUC and the refusals at SQuAD v2.0's F1 floor); a set the run's
+``candidates.jsonl`` lacks is read by the reader first.
 """
 from __future__ import annotations
 
@@ -204,9 +205,11 @@ def row(questions: list[Question], decisions, bar: float | None = None,
         set_questions, set_decisions = [q for q, _ in chosen], [d for _, d in chosen]
         refused, f1 = trade_off(set_questions, set_decisions, result["bar"])
         result[f"{name}_refused_at_bar"] = refused
-        if f1 is not None:  # a set with answerable questions: their F1 at the bar, and right against wrong
-            result[f"{name}_f1_at_bar"] = f1
+        if f1 is not None:  # a set with answerable questions: their F1 at the bar, right against wrong,
+            result[f"{name}_f1_at_bar"] = f1  # and its own curve at SQuAD v2.0's floor
             result[f"{name}_auc"] = group_auc(set_decisions)
+            own_bar = highest_bar(set_questions, set_decisions, SQUAD_FLOOR)
+            result[f"{name}_refused_at_f1_{SQUAD_FLOOR}"] = trade_off(set_questions, set_decisions, own_bar)[0] or 0.0
     return result
 
 
