@@ -141,13 +141,16 @@ def timed_questions(settings: dict, questions: str, rounds: int, documents: list
     return json.loads(result.stdout.splitlines()[-1])
 
 
+def percentiles_ms(seconds: list[float], name: str) -> dict[str, float]:
+    """``NAME_ms_p50`` and ``NAME_ms_p95`` of per-question times, in milliseconds to a tenth."""
+    milliseconds = np.array(seconds) * 1000
+    return {f"{name}_ms_p{q}": round(float(np.percentile(milliseconds, q)), 1) for q in (50, 95)}
+
+
 def verifier_cost(seconds: list[float], spans_read: list[int]) -> dict:
     """p50/p95 of the verifier's time per question, the spans it read on average, and the share it read once."""
-    milliseconds = np.array(seconds) * 1000
     read = np.array(spans_read)
-    return {"verifier_ms_p50": round(float(np.percentile(milliseconds, 50)), 1),
-            "verifier_ms_p95": round(float(np.percentile(milliseconds, 95)), 1),
-            "verifier_spans_read": round(float(read.mean()), 2),
+    return {**percentiles_ms(seconds, "verifier"), "verifier_spans_read": round(float(read.mean()), 2),
             "verifier_one_span_share": round(float((read == 1).mean()), 3)}
 
 
@@ -186,10 +189,8 @@ def benchmark(pipeline: Pipeline, questions: str, rounds: int = 4, cold_starts: 
             verifier_seconds[path] += timed.get("verifier_seconds", [])
             spans_read[path] += timed.get("spans_read", [])
     for path, seconds in latencies.items():
-        milliseconds = np.array(seconds) * 1000
         report.setdefault(path, {"verified_spans": paths[path]["verified_spans"]})
-        report[path]["warm_ms_p50"] = round(float(np.percentile(milliseconds, 50)), 1)
-        report[path]["warm_ms_p95"] = round(float(np.percentile(milliseconds, 95)), 1)
+        report[path].update(percentiles_ms(seconds, "warm"))
         if verifier_seconds[path]:
             # the verifier's own share of each answer, timed inside the same run: the difference of two
             # paths' p50 moves with the machine's load between their turns, this does not

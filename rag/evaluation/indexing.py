@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.evaluation.bench import timed_questions
+from rag.evaluation.bench import percentiles_ms, timed_questions
 
 
 def read_squad_paragraphs(path: str | Path) -> list[str]:
@@ -69,7 +69,6 @@ def bench_indexing(corpus: Path, questions: str, rounds: int = 2, index_dir: Pat
                                          env)["output"])
         passages = sum(entry["passages"] for entry in listing)
         latency = timed_questions({"index_dir": str(index_dir), "collection": "bench"}, questions, rounds)
-    milliseconds = np.array(latency["seconds"]) * 1000
     return {
         "corpus_mb": round(corpus.stat().st_size / 2**20, 2),
         "passages": passages,
@@ -78,9 +77,8 @@ def bench_indexing(corpus: Path, questions: str, rounds: int = 2, index_dir: Pat
         "add_peak_rss_mb": round(add["peak_rss_mb"], 1),
         "index": latency["index"],
         "collection_load_s": round(latency["load_s"], 2),
-        "questions_timed": len(milliseconds),
-        "query_ms_p50": round(float(np.percentile(milliseconds, 50)), 1),
-        "query_ms_p95": round(float(np.percentile(milliseconds, 95)), 1),
+        "questions_timed": len(latency["seconds"]),
+        **percentiles_ms(latency["seconds"], "query"),
         "cpu_threads": os.cpu_count(),
     }
 

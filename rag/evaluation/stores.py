@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import Pipeline
-from rag.evaluation.bench import TIMED_QUESTIONS
+from rag.evaluation.bench import TIMED_QUESTIONS, percentiles_ms
 from rag.evaluation.indexing import timed_child, write_corpus
 from rag.evaluation.squad import load_squad
 from rag.index import Collection
@@ -94,10 +94,8 @@ def served(settings: Settings, questions: str, rounds: int) -> dict:
                       "documents": [], "questions": questions, "rounds": rounds})
     child = timed_child([sys.executable, "-c", TIMED_QUESTIONS, job], os.environ.copy())
     timed = json.loads(child["output"].splitlines()[-1])
-    milliseconds = np.array(timed["seconds"]) * 1000
-    return {"load_s": round(timed["load_s"], 2), "question_ms_p50": round(float(np.percentile(milliseconds, 50)), 1),
-            "question_ms_p95": round(float(np.percentile(milliseconds, 95)), 1),
-            "server_peak_rss_mb": round(child["peak_rss_mb"]), "questions_timed": len(milliseconds)}
+    return {"load_s": round(timed["load_s"], 2), **percentiles_ms(timed["seconds"], "question"),
+            "server_peak_rss_mb": round(child["peak_rss_mb"]), "questions_timed": len(timed["seconds"])}
 
 
 def dense_recall(collection: Collection, query_vectors: np.ndarray, k: int = 10) -> float:

@@ -194,7 +194,7 @@ def english_questions_on(examples: list[QAExample], data_dir: str | Path) -> lis
     """Each translated SQuAD v2.0 example (SQuAD-es v2.0 shares its ids) with the English question
     it was translated from: an English question on a document in another language, as a user asks
     of a French one, with v2.0's adversarial unanswerable questions among them."""
-    english = {e.id: e.question for e in load_squad_en(Path(data_dir))[1]}
+    english = {e.id: e.question for e in load_squad(Path(data_dir) / SQUAD_EN[1])}  # v2.0 alone
     return [replace(e, id=f"{e.id}-en", question=english[e.id]) for e in examples if e.id in english]
 
 
