@@ -241,3 +241,4 @@ def test_interpolated_model_lies_between_its_two_ends(tmp_path, card_name, fitte
     (ends["start"] / card_name).unlink()
     with pytest.raises(ValueError, match="no card"):
         interpolate(ends["start"], ends["start"], 0.5, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # a refused call writes nothing

@@ -27,6 +27,9 @@ def interpolate(start: Path, tuned: Path, alpha: float, out: Path) -> Path:
 
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, not {alpha}")
+    name = next((name for name in CARDS if (tuned / name).is_file()), None)
+    if name is None:
+        raise ValueError(f"{tuned} has no card ({' or '.join(CARDS)})")
     first, second = load_file(str(start / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
     if first.keys() != second.keys() or any(first[k].shape != second[k].shape for k in first):
         raise ValueError(f"{start} and {tuned} are not the same architecture")
@@ -36,9 +39,6 @@ def interpolate(start: Path, tuned: Path, alpha: float, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_file(mixed, str(out / "model.safetensors"), metadata={"format": "pt"})
     shutil.copy(start / "config.json", out / "config.json")
-    name = next((name for name in CARDS if (tuned / name).is_file()), None)
-    if name is None:
-        raise ValueError(f"{tuned} has no card ({' or '.join(CARDS)})")
     card = json.loads((tuned / name).read_text())
     card["interpolated"] = {"start": str(start), "tuned": str(tuned), "alpha": alpha}
     for measured in CARDS[name]:
