@@ -23,6 +23,7 @@ import numpy as np
 
 from rag.answer import Pipeline
 from rag.evaluation.qa import load_questions
+from rag.evaluation.reader import percentiles_ms
 from rag.verifier import builtin_verified_spans
 
 RUNTIMES = ("openvino", "onnxruntime", "torch")
@@ -139,12 +140,6 @@ def timed_questions(settings: dict, questions: str, rounds: int, documents: list
     result = subprocess.run([sys.executable, "-c", TIMED_QUESTIONS, job], capture_output=True, text=True,
                             env=os.environ.copy(), check=True)
     return json.loads(result.stdout.splitlines()[-1])
-
-
-def percentiles_ms(seconds: list[float], name: str) -> dict[str, float]:
-    """``NAME_ms_p50`` and ``NAME_ms_p95`` of per-question times, in milliseconds to a tenth."""
-    milliseconds = np.array(seconds) * 1000
-    return {f"{name}_ms_p{q}": round(float(np.percentile(milliseconds, q)), 1) for q in (50, 95)}
 
 
 def verifier_cost(seconds: list[float], spans_read: list[int]) -> dict:

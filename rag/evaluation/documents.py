@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.answer import Pipeline
 from rag.documents import Document
-from rag.evaluation.reader import latency_percentiles
+from rag.evaluation.reader import percentiles_ms
 from rag.evaluation.squad import QAExample, best_scores, load_squad
 from rag.training.splits import held_out
 
@@ -98,5 +98,5 @@ def evaluate_documents(pipeline: Pipeline, examples: list[QAExample], one_collec
     if abstained:
         result["unanswerable"] = len(abstained)
         result["no_answer_accuracy"] = float(np.mean(abstained))
-    result.update(latency_percentiles(seconds))
+    result.update(percentiles_ms(seconds, "latency", digits=None))
     return result

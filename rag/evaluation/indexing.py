@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.evaluation.bench import percentiles_ms, timed_questions
+from rag.evaluation.bench import timed_questions
+from rag.evaluation.reader import percentiles_ms
 
 
 def read_squad_paragraphs(path: str | Path) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import Pipeline
-from rag.evaluation.reader import latency_percentiles
+from rag.evaluation.reader import percentiles_ms
 from rag.evaluation.squad import best_scores, normalize_answer
 
 BUILTIN_SETS = ("extra_qa.jsonl", "followups.jsonl")
@@ -94,7 +94,7 @@ def evaluate(pipeline: Pipeline, items: list[QAItem]) -> dict:
             "unanswerable": len(metrics["abstained"]),
             "abstained": int(sum(metrics["abstained"])),
             "standalone_f1": _mean(metrics["standalone_f1"]),
-            **latency_percentiles(metrics["seconds"]),
+            **percentiles_ms(metrics["seconds"], "latency", digits=None),
         }
     return {"summary": summary, "questions": rows}
 

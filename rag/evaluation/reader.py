@@ -49,7 +49,7 @@ def score(predictions: list[ReaderPrediction], calibration: Calibration | None, 
         result["has_answer_f1"] = float(np.mean([f1[i] for i in answerable]))
     result.update(span_lengths([p for p in predictions if p.example.answerable and p.text]))
     if predictions:
-        result.update(latency_percentiles([p.seconds for p in predictions]))
+        result.update(percentiles_ms([p.seconds for p in predictions], "latency", digits=None))
     return result
 
 
@@ -80,11 +80,12 @@ def span_lengths(predictions: list[ReaderPrediction]) -> dict[str, float]:
             "spans_twice_too_long": float(np.mean(np.array(ratios) >= 2))}
 
 
-def latency_percentiles(seconds: list[float]) -> dict[str, float]:
-    """Median and 95th percentile of per-question times, in milliseconds."""
+def percentiles_ms(seconds: list[float], name: str, digits: int | None = 1) -> dict[str, float]:
+    """``NAME_ms_p50`` and ``NAME_ms_p95`` of per-question times, in milliseconds to ``digits``
+    decimals (``None``: unrounded, as the evaluations' JSON and the reader's card keep them)."""
     milliseconds = np.array(seconds) * 1000
-    return {"latency_ms_p50": float(np.percentile(milliseconds, 50)),
-            "latency_ms_p95": float(np.percentile(milliseconds, 95))}
+    percentiles = {q: float(np.percentile(milliseconds, q)) for q in (50, 95)}
+    return {f"{name}_ms_p{q}": value if digits is None else round(value, digits) for q, value in percentiles.items()}
 
 
 def fit_calibration(predictions: list[ReaderPrediction]) -> Calibration:
