@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 # Each model's card, and what in it was measured on or fitted to one end only.
-CARDS = {"reader.json": ("calibration", "held_out"),
+CARDS = {"reader.json": ("calibration", "held_out", "held_out_device"),
          "verifier.json": ("confidence", "verified_spans", "min_confidence", "held_out", "alternates_below")}
 
 
