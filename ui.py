@@ -38,7 +38,7 @@ from rag.answer import Pipeline  # noqa: E402
 from rag.documents import SUPPORTED_SUFFIXES, read_document  # noqa: E402
 from rag.index import DEFAULT_COLLECTION  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.web.assets import ADDRESS_JS, page_head, page_style  # noqa: E402
+from rag.web.assets import ADDRESS_JS, FOCUS_QUESTION_JS, page_head, page_style  # noqa: E402
 from rag.web.chat_app import ChatApp  # noqa: E402
 from rag.web.conversations import kept, restored  # noqa: E402
 
@@ -107,16 +107,18 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
         # and its conversations, in the browser: a reload, or a link to a collection, goes on with them
         saved = gr.BrowserState({}, storage_key="rag-conversations")
         address = gr.Textbox(chat.launch_collection, visible="hidden", elem_id="rag-address")  # and in the URL
+        # Closed until the page has restored this browser's conversation, which would wipe a question
+        # asked meanwhile (below).
         box = gr.Textbox(label="Your question · Votre question", placeholder="Your question · Votre question",
                          show_label=False,  # the label still names the box for screen readers
-                         max_length=chat.pipeline.settings.max_question_chars, submit_btn=True, autofocus=True,
-                         elem_id="rag-question")
+                         max_length=chat.pipeline.settings.max_question_chars, submit_btn=True,
+                         interactive=False, elem_id="rag-question")
         with gr.Row(elem_id="rag-buttons"):
             retry = gr.Button(RETRY, size="sm", min_width=0)
             clear = gr.Button(NEW_CHAT, size="sm", min_width=0)
         with gr.Column(visible=chat.editable and chat.launch_collection == DEFAULT_COLLECTION) as examples:
             if chat.editable:
-                gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
+                picked = gr.Examples(EXAMPLES, inputs=box, label="Examples")  # questions about the embedded article
         with gr.Accordion(f"Documents ({len(entries)})", open=False, elem_id="rag-documents") as panel:
             if chat.editable:
                 picker = gr.Dropdown(chat.collections(), value=chat.launch_collection, allow_custom_value=True,
@@ -144,11 +146,16 @@ def build_app(pipeline: Pipeline | None = None) -> gr.Blocks:
                 # it was when the server started; picking another goes on with this browser's
                 # conversation there, and the address follows, so that a link or a reload opens it again.
                 opened = [collection, address, picker, examples, shown, questions, *panel_outputs]
-                app.load(chat.visit, saved, opened, concurrency_limit=1, concurrency_id="writer", **private)
+                restoring = app.load(chat.visit, saved, opened, concurrency_limit=1, concurrency_id="writer",
+                                     **private)
                 address.change(None, address, None, js=ADDRESS_JS, **private)
             else:
-                app.load(lambda saved_now: restored(saved_now, chat.launch_collection), saved, [shown, questions],
-                         queue=False, **private)
+                restoring = app.load(lambda saved_now: restored(saved_now, chat.launch_collection), saved,
+                                     [shown, questions], queue=False, **private)
+        open_box = {"fn": lambda: gr.Textbox(interactive=True), "outputs": box, "queue": False, **private}
+        restoring.then(**open_box).then(None, js=FOCUS_QUESTION_JS, **private)
+        if chat.editable:  # an example is written with the box's first settings, closed
+            picked.load_input_event.then(**open_box)
 
         # Two answers at a time suit a 2-core machine; further questions wait in the queue. After
         # each change the browser keeps the conversation (saved by the events that change it: the

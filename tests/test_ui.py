@@ -10,11 +10,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from gradio_client import Client
 
@@ -321,6 +323,46 @@ LOW_CONTRAST = """() => {
   }
   return low;
 }"""
+
+
+@pytest.mark.browser
+def test_browser_question_asked_while_the_page_opens_is_kept(pipeline, monkeypatch):
+    """On a slow server, a question is not wiped by the page's conversation being restored:
+    the box opens once that is done, with the cursor in it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from rag.web.chat_app import ChatApp
+
+    require_chromium()
+    visit, restored = ChatApp.visit, threading.Event()
+
+    def slow_visit(self, saved, request: gr.Request):
+        threading.Event().wait(3)  # a busy server
+        try:
+            return visit(self, saved, request)
+        finally:
+            restored.set()
+
+    monkeypatch.setattr(ChatApp, "visit", slow_visit)
+    app, url = serve(pipeline)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(url)
+            box = page.get_by_role("textbox", name="Your question · Votre question")
+            expect(box).to_be_focused(timeout=30_000)
+            box.fill("Qui a fondé Mistral ?")
+            box.press("Enter")
+            bot = page.locator("[data-testid='bot']")
+            expect(bot.first).to_contain_text(REPLIED, timeout=60_000)
+            assert restored.wait(30)
+            page.wait_for_timeout(1_000)  # what the server sent at its end reaches the page
+            expect(bot).to_have_count(1)
+            expect(page.locator("[data-testid='user']")).to_have_text(["Qui a fondé Mistral ?"])
+            browser.close()
+    finally:
+        app.close()
 
 
 @pytest.mark.browser

@@ -15,6 +15,8 @@ ADDRESS_JS = """(name) => {
   address.searchParams.set("collection", name);
   window.history.replaceState(null, "", address);
 }"""
+# The question box opens once the page has restored this browser's conversation, the cursor in it.
+FOCUS_QUESTION_JS = """() => document.querySelector("#rag-question textarea")?.focus()"""
 
 
 def asset(name: str) -> str:
