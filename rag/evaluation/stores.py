@@ -27,8 +27,8 @@ import numpy as np
 
 from rag.answer import Pipeline
 from rag.evaluation.bench import TIMED_QUESTIONS
-from rag.evaluation.reader import percentiles_ms
 from rag.evaluation.indexing import timed_child, write_corpus
+from rag.evaluation.reader import percentiles_ms
 from rag.evaluation.squad import load_squad
 from rag.index import Collection
 from rag.index.milvus_store import close_client, is_milvus
