@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -337,7 +338,7 @@ def test_browser_question_asked_while_the_page_opens_is_kept(pipeline, monkeypat
     visit, restored = ChatApp.visit, threading.Event()
 
     def slow_visit(self, saved, request: gr.Request):
-        threading.Event().wait(3)  # a busy server
+        time.sleep(3)  # a busy server
         try:
             return visit(self, saved, request)
         finally:
